@@ -1,0 +1,234 @@
+"""musicnn: musically motivated CNNs on log-mel spectrograms.
+
+Pons & Serra, "musicnn: Pre-trained convolutional neural networks for music audio
+tagging", ISMIR 2019 LBD; architecture from Pons, Nieto, Prockup, Schmidt, Ehmann & Serra,
+"End-to-end learning for music audio tagging at scale", ISMIR 2018.
+
+Shape-for-shape compatible with the TensorFlow checkpoints of the ``musicnn`` PyPI package
+(``MTT_musicnn``, ``MSD_musicnn``: :class:`Musicnn`; ``MSD_musicnn_big``: :class:`MusicnnBig`).
+
+TF → torch mapping. TF tensors are NHWC ``[batch, time, mel, ch]``; here convolutions see
+``[B, C, mel, time]``, so every 2-D kernel is (mel, time). TF variables, in creation order
+(``batch_normalization``, ``conv2d``, ``batch_normalization_1``, ``conv2d_1``, … — check
+the shapes against the checkpoint when importing):
+
+====================  ==============================  =====================================
+this module           TF variable (kernel shape)      torch weight from TF kernel ``k``
+====================  ==============================  =====================================
+input_bn              batch_normalization (1 ch)      gamma/beta/moving_mean/moving_variance
+                                                      → weight/bias/running_mean/running_var
+timbral_f74.conv      conv2d   [7, 38, 1, 204]        ``k.permute(3, 2, 1, 0)`` → [204, 1, 38, 7]
+timbral_f77.conv      conv2d_1 [7, 67, 1, 204]        same
+temporal_s1.conv      conv2d_2 [128, 1, 1, 51]        same → [51, 1, 1, 128]
+temporal_s2.conv      conv2d_3 [64, 1, 1, 51]         same
+temporal_s3.conv      conv2d_4 [32, 1, 1, 51]         same
+midend_conv1.conv     conv2d_5 [7, 561, 1, F]         ``k[:, :, 0, :].permute(2, 1, 0)`` → [F, 561, 7]
+midend_conv2.conv     conv2d_6 [7, F, 1, F]           same → [F, F, 7]
+midend_conv3.conv     conv2d_7 [7, F, 1, F]           same
+pool_bn               batch_normalization_9 (2·753)   as input_bn
+dense                 dense   [1506, U]               ``k.T`` → [U, 1506]
+dense_bn              batch_normalization_10 (U)      as input_bn
+classifier            dense_1 [U, n_tags]             ``k.T``
+====================  ==============================  =====================================
+
+Each ``*.bn`` follows its conv (``batch_normalization_{1..8}``). TF's mid-end convs are 2-D
+convs with one input channel whose kernel spans all feature channels; a Conv1d over those
+channels is the same operation. The back-end's TF ``flatten`` of ``concat([max, mean], 2)``
+on ``[B, 753, 1]`` tensors interleaves the two pools (``[max_0, mean_0, max_1, mean_1, …]``);
+we keep that order so ``pool_bn`` and ``dense`` load without permutation.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import Backbone, check_spectrogram
+
+# TF's batch-norm defaults: epsilon 0.001, moving-average momentum 0.99 (torch: 1 - 0.99).
+BN_EPS = 1e-3
+BN_MOMENTUM = 0.01
+
+
+def _scaled(n: float, width: float) -> int:
+    return max(1, round(n * width))
+
+
+def tf_same_padding(kernel: int) -> tuple[int, int]:
+    """Zero padding (before, after) of TF's "same" for a stride-1 kernel: the odd one goes after."""
+    total = kernel - 1
+    return total // 2, total - total // 2
+
+
+class _FrontendBranch(nn.Module):
+    """time zero-pad → conv → ReLU → BN → max over all mel bands: ``[B, 1, F, T]`` → ``[B, filters, T]``.
+
+    The mel axis is never padded: the max over all remaining bands follows, so a "valid"
+    conv in frequency loses nothing but compute.
+    """
+
+    def __init__(self, filters: int, kernel: tuple[int, int], time_padding: tuple[int, int]) -> None:
+        super().__init__()
+        self.time_padding = time_padding
+        self.conv = nn.Conv2d(1, filters, kernel)
+        self.bn = nn.BatchNorm2d(filters, eps=BN_EPS, momentum=BN_MOMENTUM)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.pad(x, self.time_padding)  # pads the last (time) axis only
+        return self.bn(F.relu(self.conv(x))).amax(dim=2)
+
+
+class _MidendLayer(nn.Module):
+    """conv over time (width 7, zero-padded 3 both sides) → ReLU → BN: ``[B, C, T]`` → ``[B, F, T]``."""
+
+    def __init__(self, c_in: int, filters: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(c_in, filters, kernel_size=7, padding=3)
+        self.bn = nn.BatchNorm1d(filters, eps=BN_EPS, momentum=BN_MOMENTUM)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(F.relu(self.conv(x)))
+
+
+class Musicnn(Backbone):
+    """musicnn (Pons & Serra 2019; Pons et al., ISMIR 2018).
+
+    Input ``[B, 1, n_mels, T]`` log-mel patches (``T = n_frames`` in training; the network
+    is fully convolutional with global pooling, so other lengths also work) → logits
+    ``[B, n_tags]``.
+
+    - Front-end (musically motivated): input BN; two timbral branches, kernels
+      7 time × ⌊0.4·n_mels⌋ and 7 × ⌊0.7·n_mels⌋ mel, time zero-padded by 3, no mel padding;
+      three temporal branches, kernels 128, 64, 32 time × 1 mel with TF "same" padding
+      (even kernels: (k-1)//2 before, the rest after, as torch's ``padding="same"``
+      would also do; explicit here to avoid its hidden copy and warning). Each: ReLU,
+      BN, max over mel. Concatenated → ``[B, 561, T]``.
+    - Mid-end: three width-7 convs of ``midend_filters`` (ReLU, BN) with residual adds;
+      dense concat [front-end, c1, c1+c2, c1+c2+c3] → ``[B, 753, T]``.
+    - Back-end: max and mean over time (interleaved, TF order) → 1506; BN; dropout;
+      dense ``dense_units`` + ReLU; BN (= :meth:`embed`, musicnn's "penultimate");
+      dropout; dense ``n_tags``.
+
+    787,159 trainable parameters at 50 tags with the defaults.
+
+    Args:
+        n_tags: number of output logits.
+        n_mels: mel bands of the input.
+        n_frames: frames of a training patch (``input_length``); 187 ≈ 3 s at hop 256.
+        width: multiplies front-end filters, ``midend_filters`` and ``dense_units``
+            (Pons et al. 2018 scale models ×1/2, ×2, ×4); <1 gives small CPU models.
+        midend_filters: filters of each mid-end conv.
+        dense_units: units of the penultimate dense layer.
+        dropout: dropout probability before each dense layer.
+    """
+
+    input_kind = "spectrogram"
+
+    def __init__(
+        self,
+        n_tags: int = 50,
+        n_mels: int = 96,
+        n_frames: int = 187,
+        width: float = 1.0,
+        midend_filters: int = 64,
+        dense_units: int = 200,
+        dropout: float = 0.5,
+    ) -> None:
+        super().__init__()
+        self.n_tags = n_tags
+        self.n_mels = n_mels
+        self.input_length = n_frames
+        # int() truncation as in the TF code: int(1.6 * 128) = 204, int(1.6 * 32) = 51.
+        timbral = max(1, int(1.6 * 128 * width))
+        temporal = max(1, int(1.6 * 32 * width))
+        midend = _scaled(midend_filters, width)
+        units = _scaled(dense_units, width)
+        short, tall = int(0.4 * n_mels), int(0.7 * n_mels)
+        if short < 1:
+            raise ValueError(
+                f"Musicnn needs n_mels ≥ 3 (timbral kernel of int(0.4·n_mels) bands), got {n_mels}"
+            )
+
+        self.input_bn = nn.BatchNorm2d(1, eps=BN_EPS, momentum=BN_MOMENTUM)
+        # TF pads the input by 3 frames on both sides once for both timbral branches, and
+        # uses "same" padding for the temporal ones.
+        self.timbral_f74 = _FrontendBranch(timbral, (short, 7), time_padding=(3, 3))
+        self.timbral_f77 = _FrontendBranch(timbral, (tall, 7), time_padding=(3, 3))
+        self.temporal_s1 = _FrontendBranch(temporal, (1, 128), time_padding=tf_same_padding(128))
+        self.temporal_s2 = _FrontendBranch(temporal, (1, 64), time_padding=tf_same_padding(64))
+        self.temporal_s3 = _FrontendBranch(temporal, (1, 32), time_padding=tf_same_padding(32))
+        frontend_channels = 2 * timbral + 3 * temporal  # 561
+
+        self.midend_conv1 = _MidendLayer(frontend_channels, midend)
+        self.midend_conv2 = _MidendLayer(midend, midend)
+        self.midend_conv3 = _MidendLayer(midend, midend)
+        features = frontend_channels + 3 * midend  # 753
+
+        self.pool_bn = nn.BatchNorm1d(2 * features, eps=BN_EPS, momentum=BN_MOMENTUM)
+        self.pool_dropout = nn.Dropout(dropout)
+        self.dense = nn.Linear(2 * features, units)
+        self.dense_bn = nn.BatchNorm1d(units, eps=BN_EPS, momentum=BN_MOMENTUM)
+        self.dense_dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(units, n_tags)
+
+    def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """All of musicnn's named intermediate features for spectrograms ``[B, 1, n_mels, T]``.
+
+        Returns ``timbral`` ``[B, 408, T]``, ``temporal`` ``[B, 153, T]``, ``cnn1``/``cnn2``/``cnn3``
+        ``[B, midend_filters, T]`` (after the residual adds), ``max_pool``/``mean_pool``
+        ``[B, 753]``, ``penultimate`` ``[B, dense_units]`` and ``logits`` ``[B, n_tags]``.
+        """
+        check_spectrogram(x, self.n_mels, None, type(self).__name__)
+        x = self.input_bn(x)
+        timbral = torch.cat([self.timbral_f74(x), self.timbral_f77(x)], dim=1)
+        temporal = torch.cat([self.temporal_s1(x), self.temporal_s2(x), self.temporal_s3(x)], dim=1)
+        frontend = torch.cat([timbral, temporal], dim=1)  # [B, 561, T]
+
+        c1 = self.midend_conv1(frontend)
+        r2 = self.midend_conv2(c1) + c1
+        r3 = self.midend_conv3(r2) + r2
+        dense_concat = torch.cat([frontend, c1, r2, r3], dim=1)  # [B, 753, T]
+
+        max_pool = dense_concat.amax(dim=2)
+        mean_pool = dense_concat.mean(dim=2)
+        pooled = torch.stack([max_pool, mean_pool], dim=2).flatten(1)  # interleaved, as TF flattens
+        hidden = self.dense(self.pool_dropout(self.pool_bn(pooled)))
+        penultimate = self.dense_bn(F.relu(hidden))
+        logits = self.classifier(self.dense_dropout(penultimate))
+        return {
+            "timbral": timbral,
+            "temporal": temporal,
+            "cnn1": c1,
+            "cnn2": r2,
+            "cnn3": r3,
+            "max_pool": max_pool,
+            "mean_pool": mean_pool,
+            "penultimate": penultimate,
+            "logits": logits,
+        }
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate features ``[B, dense_units]`` (BN output of the dense layer)."""
+        return self.features(x)["penultimate"]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, n_tags]`` of spectrograms ``[B, 1, n_mels, T]``."""
+        return self.features(x)["logits"]
+
+
+class MusicnnBig(Musicnn):
+    """The large musicnn of the ``musicnn`` package (``MSD_musicnn_big``): 512 mid-end filters,
+    500 dense units; 7,980,235 trainable parameters at 50 tags. Otherwise as :class:`Musicnn`."""
+
+    def __init__(
+        self,
+        n_tags: int = 50,
+        n_mels: int = 96,
+        n_frames: int = 187,
+        width: float = 1.0,
+        midend_filters: int = 512,
+        dense_units: int = 500,
+        dropout: float = 0.5,
+    ) -> None:
+        super().__init__(n_tags, n_mels, n_frames, width, midend_filters, dense_units, dropout)

@@ -1,0 +1,197 @@
+"""TaggingModule: front-end → backbone → BCE loss, with song-level evaluation.
+
+A thin LightningModule. The front-end and the backbone are plain ``nn.Module`` s
+injected from the config (LightningCLI subclass mode), so any pair is chosen in YAML:
+
+    model:
+      frontend: {class_path: lightning_tagging.frontends.LogMel, init_args: {compression: log_learn}}
+      backbone: {class_path: lightning_tagging.models.Musicnn, init_args: {width: 0.25}}
+
+Training sees random patches of ``train_crop_samples`` samples (the data module asks
+for this number). Validation and test are song-level (see ``patching.py``): whole
+clips in, the mean of patch sigmoids out, then macro ROC-AUC / PR-AUC over tags.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from pytorch_lightning.cli import OptimizerCallable
+
+from lightning_tagging.errors import UserError
+from lightning_tagging.frontends import Frontend
+from lightning_tagging.metrics import song_level_metrics
+from lightning_tagging.models.base import Backbone
+from lightning_tagging.patching import cut_into_patches, pad_clip
+
+
+class TaggingModule(pl.LightningModule):
+    """Trains and evaluates one front-end + backbone pair.
+
+    Args:
+        frontend: maps ``[B, samples]`` audio to the backbone's input.
+        backbone: maps one patch of front-end output to ``[B, n_tags]`` logits.
+        tags: the tag vocabulary, in logit order (linked from the data's ``vocab.json``
+            by the CLI and stored in checkpoints, so a checkpoint knows what it predicts).
+        optimizer: optimizer factory (Adam, lr 1e-3 by default).
+        eval_patches_per_forward: patches of one clip sent through the backbone at once
+            during evaluation; bounds memory for long clips.
+    """
+
+    def __init__(
+        self,
+        frontend: Frontend,
+        backbone: Backbone,
+        tags: list[str] | None = None,
+        optimizer: OptimizerCallable = torch.optim.Adam,
+        eval_patches_per_forward: int = 64,
+    ) -> None:
+        super().__init__()
+        check_compatible(frontend, backbone)
+        if tags is not None and len(tags) != backbone.n_tags:
+            raise UserError(
+                f"the backbone has {backbone.n_tags} outputs but the vocabulary has {len(tags)} tags; "
+                "set the backbone's n_tags to match (the CLI links it from the data)"
+            )
+        self.save_hyperparameters(ignore=["frontend", "backbone", "optimizer"])
+        self.frontend = frontend
+        self.backbone = backbone
+        self.tags = list(tags) if tags is not None else [f"tag_{i}" for i in range(backbone.n_tags)]
+        self.optimizer_factory = optimizer
+        self.eval_patches_per_forward = eval_patches_per_forward
+        self._eval_probs: list[torch.Tensor] = []
+        self._eval_targets: list[torch.Tensor] = []
+        self.test_results: dict[str, Any] | None = None
+
+    # --- what the data side asks -------------------------------------------------------
+
+    @property
+    def train_crop_samples(self) -> int:
+        """Samples of audio in one training patch (what the backbone wants, through the front-end)."""
+        return self.frontend.n_samples_for(self.backbone.input_length)
+
+    # --- forward ------------------------------------------------------------------------
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, n_tags]`` of a batch of patch-sized clips ``[B, train_crop_samples]``."""
+        return self.backbone(self.frontend(audio))
+
+    @torch.no_grad()
+    def clip_probabilities(self, audio: torch.Tensor) -> torch.Tensor:
+        """Song-level tag probabilities ``[n_tags]`` of one whole clip ``[samples]``.
+
+        The front-end sees the whole clip; its output is cut into non-overlapping
+        backbone-sized patches (leftover dropped, a clip shorter than one patch is
+        zero-padded first) and the patches' sigmoids are averaged.
+        """
+        audio = pad_clip(audio.reshape(1, -1), self.train_crop_samples)
+        features = self.frontend(audio)[0]
+        patches = cut_into_patches(features, self.backbone.input_length)
+        probs = [torch.sigmoid(self.backbone(chunk).float()) for chunk in patches.split(self.eval_patches_per_forward)]
+        return torch.cat(probs).mean(dim=0)
+
+    # --- training -------------------------------------------------------------------------
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        logits = self(batch["audio"])
+        loss = F.binary_cross_entropy_with_logits(logits.float(), batch["tags"])
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(logits))
+        for name, value in self.frontend.logged_values().items():
+            self.log(f"frontend/{name}", value, prog_bar=True, on_step=True, on_epoch=False)
+        return loss
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.optimizer_factory(self.parameters())
+
+    # --- song-level evaluation ------------------------------------------------------------
+
+    def on_validation_epoch_start(self) -> None:
+        self._reset_eval()
+
+    def on_test_epoch_start(self) -> None:
+        self._reset_eval()
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step(batch)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step(batch)
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        results = self._eval_results()
+        self.log_dict({"val/roc_auc": results["roc_auc"], "val/pr_auc": results["pr_auc"]}, prog_bar=True)
+
+    def on_test_epoch_end(self) -> None:
+        results = self._eval_results()
+        self.log_dict({"test/roc_auc": results["roc_auc"], "test/pr_auc": results["pr_auc"]})
+        results["frontend"] = self.frontend.logged_values()
+        self.test_results = results
+
+    def _reset_eval(self) -> None:
+        self._eval_probs, self._eval_targets = [], []
+
+    def _eval_step(self, batch: dict[str, Any]) -> None:
+        for audio, target in zip(batch["audio"], batch["tags"], strict=True):
+            self._eval_probs.append(self.clip_probabilities(audio))
+            self._eval_targets.append(target.float())
+
+    def _eval_results(self) -> dict[str, Any]:
+        """Metrics over the union of all ranks' clips."""
+        n_tags = len(self.tags)
+        probs = torch.stack(self._eval_probs) if self._eval_probs else torch.zeros(0, n_tags, device=self.device)
+        targets = torch.stack(self._eval_targets) if self._eval_targets else torch.zeros(0, n_tags, device=self.device)
+        probs, targets = self._gather_rows(probs), self._gather_rows(targets)
+        self._reset_eval()
+        return song_level_metrics(probs, targets, self.tags)
+
+    def _gather_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """Concatenate ``[n_i, D]`` tensors from all ranks, where each rank's ``n_i`` may differ."""
+        if self.trainer.world_size == 1:
+            return rows
+        counts = self.all_gather(torch.tensor([rows.shape[0]], device=rows.device)).flatten()
+        padded = F.pad(rows, (0, 0, 0, int(counts.max()) - rows.shape[0]))
+        gathered = self.all_gather(padded)  # [world, max_n, D]
+        return torch.cat([gathered[rank, :count] for rank, count in enumerate(counts.tolist())])
+
+    # --- vocabulary safety ------------------------------------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["tags"] = self.tags
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get("tags")
+        if saved is not None and saved != self.tags:
+            raise UserError(
+                "the checkpoint was trained on a different tag vocabulary than this run's data "
+                f"({len(saved)} vs {len(self.tags)} tags, first difference at "
+                f"{first_difference(saved, self.tags)}); evaluate it on data built with its vocabulary"
+            )
+
+
+def check_compatible(frontend: Frontend, backbone: Backbone) -> None:
+    """Raise a `UserError` when the front-end's output is not what the backbone takes."""
+    if frontend.output_kind != backbone.input_kind:
+        raise UserError(
+            f"{type(backbone).__name__} takes {backbone.input_kind} input but "
+            f"{type(frontend).__name__} produces {frontend.output_kind}; pair waveform backbones "
+            "(SampleCNN) with Waveform and spectrogram backbones (Musicnn, VGG) with LogMel"
+        )
+    frontend_mels, backbone_mels = getattr(frontend, "n_mels", None), getattr(backbone, "n_mels", None)
+    if frontend_mels is not None and backbone_mels is not None and frontend_mels != backbone_mels:
+        raise UserError(
+            f"{type(frontend).__name__} makes {frontend_mels} mel bands but "
+            f"{type(backbone).__name__} expects {backbone_mels}; set both n_mels to the same value"
+        )
+
+
+def first_difference(a: list[str], b: list[str]) -> str:
+    """Describe where two tag lists first differ, for error messages."""
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x != y:
+            return f"position {i}: {x!r} vs {y!r}"
+    return f"position {min(len(a), len(b))} (one list is longer)"
