@@ -24,6 +24,8 @@ import torch.nn.functional as F
 import torchaudio.functional as AF
 from torch import nn
 
+from lightning_tagging.errors import UserError
+
 OutputKind = Literal["waveform", "spectrogram"]
 
 # ---------------------------------------------------------------------------------------
@@ -51,7 +53,7 @@ class Compression(nn.Module):
         if name is None:  # an abstract intermediate class: nothing to register
             return
         if name in COMPRESSIONS:
-            raise ValueError(f"compression {name!r} is defined twice ({COMPRESSIONS[name]} and {cls})")
+            raise TypeError(f"compression {name!r} is defined twice ({COMPRESSIONS[name]} and {cls})")
         COMPRESSIONS[name] = cls
 
     def forward(self, power: torch.Tensor) -> torch.Tensor:
@@ -133,7 +135,7 @@ class Decibel(Compression):
 def build_compression(name: str) -> Compression:
     """Instantiate the compression registered as ``name``; ValueError naming the valid ones."""
     if name not in COMPRESSIONS:
-        raise ValueError(
+        raise UserError(
             f"unknown compression {name!r}; valid compressions: {', '.join(sorted(COMPRESSIONS))}"
         )
     return COMPRESSIONS[name]()
@@ -178,7 +180,7 @@ def _as_batch(x: torch.Tensor) -> torch.Tensor:
     if x.ndim == 3 and x.shape[1] == 1:
         return x[:, 0]
     if x.ndim != 2:
-        raise ValueError(f"expected waveforms of shape [B, samples], got {tuple(x.shape)}")
+        raise UserError(f"expected waveforms of shape [B, samples], got {tuple(x.shape)}")
     return x
 
 
@@ -265,7 +267,7 @@ class LogMel(Frontend):
 
     def n_samples_for(self, n_frames: int) -> int:
         if n_frames < 1:
-            raise ValueError(f"n_frames must be ≥ 1, got {n_frames}")
+            raise UserError(f"n_frames must be ≥ 1, got {n_frames}")
         return (n_frames - 1) * self.hop_length
 
     def output_shape(self, n_samples: int) -> tuple[int, ...]:

@@ -20,7 +20,9 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from pytorch_lightning.cli import OptimizerCallable
+from pytorch_lightning.core.mixins.hparams_mixin import _given_hyperparameters
 
+from lightning_tagging.data.audio import SAMPLE_RATE
 from lightning_tagging.errors import UserError
 from lightning_tagging.frontends import Frontend
 from lightning_tagging.metrics import song_level_metrics
@@ -39,6 +41,9 @@ class TaggingModule(pl.LightningModule):
         optimizer: optimizer factory (Adam, lr 1e-3 by default).
         eval_patches_per_forward: patches of one clip sent through the backbone at once
             during evaluation; bounds memory for long clips.
+        init_from: a checkpoint whose weights start this model (fine-tuning, e.g. from
+            `lt weights import musicnn`); loaded strictly, its tags must equal ``tags``.
+            Unlike ``--ckpt_path`` it restores weights only, not optimizer or step.
     """
 
     def __init__(
@@ -48,6 +53,7 @@ class TaggingModule(pl.LightningModule):
         tags: list[str] | None = None,
         optimizer: OptimizerCallable = torch.optim.Adam,
         eval_patches_per_forward: int = 64,
+        init_from: str | None = None,
     ) -> None:
         super().__init__()
         check_compatible(frontend, backbone)
@@ -56,7 +62,12 @@ class TaggingModule(pl.LightningModule):
                 f"the backbone has {backbone.n_tags} outputs but the vocabulary has {len(tags)} tags; "
                 "set the backbone's n_tags to match (the CLI links it from the data)"
             )
-        self.save_hyperparameters(ignore=["frontend", "backbone", "optimizer"])
+        # Under LightningCLI the hparams are the config (class_path + init_args of the front-end,
+        # backbone and optimizer), which is what load_from_checkpoint needs to rebuild the model.
+        # Built directly from Python, those arguments are live objects: keep them out of the
+        # checkpoint (they would be pickled) — such checkpoints load with explicit modules.
+        built_by_cli = _given_hyperparameters.get() is not None
+        self.save_hyperparameters(ignore=None if built_by_cli else ["frontend", "backbone", "optimizer"])
         self.frontend = frontend
         self.backbone = backbone
         self.tags = list(tags) if tags is not None else [f"tag_{i}" for i in range(backbone.n_tags)]
@@ -65,6 +76,27 @@ class TaggingModule(pl.LightningModule):
         self._eval_probs: list[torch.Tensor] = []
         self._eval_targets: list[torch.Tensor] = []
         self.test_results: dict[str, Any] | None = None
+        if init_from is not None:
+            self.load_weights(init_from)
+
+    def load_weights(self, path: str) -> None:
+        """Load front-end + backbone weights from a checkpoint, strictly (same shapes, same tags)."""
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        except FileNotFoundError as error:
+            raise UserError(f"init_from: no checkpoint at {path}") from error
+        self.on_load_checkpoint(checkpoint)
+        try:
+            self.load_state_dict(checkpoint["state_dict"], strict=True)
+        except RuntimeError as error:
+            raise UserError(f"init_from: {path} does not fit this model (same backbone and width?): {error}") from error
+
+    def setup(self, stage: str) -> None:
+        # Shards hold 16 kHz audio (data/audio.py resamples everything on the way in).
+        data_rate = getattr(self.trainer.datamodule, "sample_rate", SAMPLE_RATE)
+        if data_rate != self.frontend.sample_rate:
+            raise UserError(f"the data is at {data_rate} Hz but the front-end expects sample rate "
+                            f"{self.frontend.sample_rate} Hz; set model.frontend.init_args.sample_rate={data_rate}")
 
     # --- what the data side asks -------------------------------------------------------
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from lightning_tagging.errors import UserError
+
 from .base import Backbone
 from .musicnn import Musicnn, MusicnnBig
 from .samplecnn import SampleCNN
@@ -24,7 +26,7 @@ BACKBONES: dict[str, type[Backbone]] = {
 def build_backbone(name: str, **kwargs: Any) -> Backbone:
     """Instantiate the backbone registered as ``name`` with ``kwargs``; ValueError naming the valid ones."""
     if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; valid backbones: {', '.join(sorted(BACKBONES))}")
+        raise UserError(f"unknown backbone {name!r}; valid backbones: {', '.join(sorted(BACKBONES))}")
     return BACKBONES[name](**kwargs)
 
 

@@ -13,6 +13,8 @@ from typing import ClassVar, Literal
 import torch
 from torch import nn
 
+from lightning_tagging.errors import UserError
+
 InputKind = Literal["waveform", "spectrogram"]
 
 
@@ -48,7 +50,7 @@ def check_spectrogram(x: torch.Tensor, n_mels: int, n_frames: int | None, model:
         ok = x.shape[3] == n_frames
     if not ok:
         frames = "n_frames" if n_frames is None else str(n_frames)
-        raise ValueError(
+        raise UserError(
             f"{model} expects spectrograms of shape [B, 1, {n_mels}, {frames}] (mel bands, then frames), "
             f"got {tuple(x.shape)}; check the front-end's n_mels and the patch length"
         )
@@ -59,7 +61,7 @@ def as_waveform(x: torch.Tensor, n_samples: int, model: str) -> torch.Tensor:
     if x.ndim == 2:
         x = x.unsqueeze(1)
     if x.ndim != 3 or x.shape[1] != 1 or x.shape[2] != n_samples:
-        raise ValueError(
+        raise UserError(
             f"{model} expects waveforms of shape [B, {n_samples}] or [B, 1, {n_samples}], "
             f"got {tuple(x.shape)}; crop or pad patches to the backbone's input_length"
         )

@@ -44,7 +44,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lightning_tagging.errors import UserError
+
 from .base import Backbone, check_spectrogram
+from .single_channel_conv import single_channel_conv2d
 
 # TF's batch-norm defaults: epsilon 0.001, moving-average momentum 0.99 (torch: 1 - 0.99).
 BN_EPS = 1e-3
@@ -68,15 +71,19 @@ class _FrontendBranch(nn.Module):
     conv in frequency loses nothing but compute.
     """
 
-    def __init__(self, filters: int, kernel: tuple[int, int], time_padding: tuple[int, int]) -> None:
+    def __init__(
+        self, filters: int, kernel: tuple[int, int], time_padding: tuple[int, int], conv_impl: str = "auto"
+    ) -> None:
         super().__init__()
         self.time_padding = time_padding
+        self.conv_impl = conv_impl
         self.conv = nn.Conv2d(1, filters, kernel)
         self.bn = nn.BatchNorm2d(filters, eps=BN_EPS, momentum=BN_MOMENTUM)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.pad(x, self.time_padding)  # pads the last (time) axis only
-        return self.bn(F.relu(self.conv(x))).amax(dim=2)
+        conv = single_channel_conv2d(x, self.conv.weight, self.conv.bias, self.conv_impl)
+        return self.bn(F.relu(conv)).amax(dim=2)
 
 
 class _MidendLayer(nn.Module):
@@ -121,6 +128,8 @@ class Musicnn(Backbone):
         midend_filters: filters of each mid-end conv.
         dense_units: units of the penultimate dense layer.
         dropout: dropout probability before each dense layer.
+        conv_impl: how the front-end convs run (``models/single_channel_conv.py``):
+            ``"auto"``, ``"conv2d"`` or ``"mel_windows"``; same weights, same function.
     """
 
     input_kind = "spectrogram"
@@ -134,6 +143,7 @@ class Musicnn(Backbone):
         midend_filters: int = 64,
         dense_units: int = 200,
         dropout: float = 0.5,
+        conv_impl: str = "auto",
     ) -> None:
         super().__init__()
         self.n_tags = n_tags
@@ -146,18 +156,18 @@ class Musicnn(Backbone):
         units = _scaled(dense_units, width)
         short, tall = int(0.4 * n_mels), int(0.7 * n_mels)
         if short < 1:
-            raise ValueError(
+            raise UserError(
                 f"Musicnn needs n_mels ≥ 3 (timbral kernel of int(0.4·n_mels) bands), got {n_mels}"
             )
 
         self.input_bn = nn.BatchNorm2d(1, eps=BN_EPS, momentum=BN_MOMENTUM)
         # TF pads the input by 3 frames on both sides once for both timbral branches, and
         # uses "same" padding for the temporal ones.
-        self.timbral_f74 = _FrontendBranch(timbral, (short, 7), time_padding=(3, 3))
-        self.timbral_f77 = _FrontendBranch(timbral, (tall, 7), time_padding=(3, 3))
-        self.temporal_s1 = _FrontendBranch(temporal, (1, 128), time_padding=tf_same_padding(128))
-        self.temporal_s2 = _FrontendBranch(temporal, (1, 64), time_padding=tf_same_padding(64))
-        self.temporal_s3 = _FrontendBranch(temporal, (1, 32), time_padding=tf_same_padding(32))
+        self.timbral_f74 = _FrontendBranch(timbral, (short, 7), time_padding=(3, 3), conv_impl=conv_impl)
+        self.timbral_f77 = _FrontendBranch(timbral, (tall, 7), time_padding=(3, 3), conv_impl=conv_impl)
+        self.temporal_s1 = _FrontendBranch(temporal, (1, 128), time_padding=tf_same_padding(128), conv_impl=conv_impl)
+        self.temporal_s2 = _FrontendBranch(temporal, (1, 64), time_padding=tf_same_padding(64), conv_impl=conv_impl)
+        self.temporal_s3 = _FrontendBranch(temporal, (1, 32), time_padding=tf_same_padding(32), conv_impl=conv_impl)
         frontend_channels = 2 * timbral + 3 * temporal  # 561
 
         self.midend_conv1 = _MidendLayer(frontend_channels, midend)
@@ -230,5 +240,6 @@ class MusicnnBig(Musicnn):
         midend_filters: int = 512,
         dense_units: int = 500,
         dropout: float = 0.5,
+        conv_impl: str = "auto",
     ) -> None:
-        super().__init__(n_tags, n_mels, n_frames, width, midend_filters, dense_units, dropout)
+        super().__init__(n_tags, n_mels, n_frames, width, midend_filters, dense_units, dropout, conv_impl)

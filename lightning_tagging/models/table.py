@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from lightning_tagging.errors import UserError
 from lightning_tagging.frontends import LogMel, Waveform
 from lightning_tagging.models import BACKBONES
 
@@ -37,3 +38,11 @@ def print_backbone_table() -> None:
     for row in rows:
         patch = f"{row['input']} ({row['crop_seconds']:.2f} s)"
         print(f"{row['name']:<14}{row['parameters']:>12,}  {patch:<24}{row['class']}")
+
+
+def main(argv: list[str]) -> int:
+    """`lt models`."""
+    if argv:
+        raise UserError(f"`lt models` takes no arguments, got {' '.join(argv)}")
+    print_backbone_table()
+    return 0

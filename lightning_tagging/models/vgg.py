@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lightning_tagging.errors import UserError
+
 from .base import Backbone, check_spectrogram
 
 BN_EPS = 1e-3  # TF's default epsilon, so imported statistics reproduce TF outputs
@@ -82,7 +84,7 @@ class VGG(Backbone):
         self.input_length = n_frames
         mel_out, time_out = _pooled_size(n_mels, 0), _pooled_size(n_frames, 1)
         if mel_out < 1 or time_out < 1:
-            raise ValueError(
+            raise UserError(
                 f"VGG's five poolings need at least {MIN_MELS} mels × {MIN_FRAMES} frames, "
                 f"got {n_mels} × {n_frames}"
             )

@@ -1,0 +1,41 @@
+"""The two implementations of musicnn's front-end conv compute the same function."""
+
+import pytest
+import torch
+
+from lightning_tagging.models import Musicnn
+from lightning_tagging.models.single_channel_conv import single_channel_conv2d
+
+
+@pytest.mark.parametrize("kernel", [(38, 7), (67, 7), (1, 128), (1, 32)])
+def test_mel_windows_equals_conv2d_with_gradients(kernel: tuple[int, int]) -> None:
+    torch.manual_seed(0)
+    x = torch.randn(3, 1, 96, 150, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(5, 1, *kernel, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(5, dtype=torch.float64, requires_grad=True)
+    outputs, grads = [], []
+    for impl in ("conv2d", "mel_windows"):
+        out = single_channel_conv2d(x, weight, bias, impl)
+        (out * torch.linspace(-1, 1, out.numel(), dtype=torch.float64).reshape(out.shape)).sum().backward()
+        outputs.append(out.detach())
+        grads.append([t.grad.clone() for t in (x, weight, bias)])
+        for t in (x, weight, bias):
+            t.grad = None
+    assert outputs[0].shape == (3, 5, 96 - kernel[0] + 1, 150 - kernel[1] + 1)
+    torch.testing.assert_close(outputs[0], outputs[1])
+    for a, b in zip(grads[0], grads[1], strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_musicnn_same_function_with_either_conv() -> None:
+    torch.manual_seed(0)
+    reference = Musicnn(n_tags=7, width=0.1, conv_impl="conv2d").eval()
+    fast = Musicnn(n_tags=7, width=0.1, conv_impl="mel_windows").eval()
+    fast.load_state_dict(reference.state_dict())
+    x = torch.randn(2, 1, 96, 187)
+    torch.testing.assert_close(fast(x), reference(x), atol=1e-4, rtol=1e-4)
+
+
+def test_unknown_impl() -> None:
+    with pytest.raises(ValueError, match="unknown conv implementation"):
+        single_channel_conv2d(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 2, 2), None, "fft")
