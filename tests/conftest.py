@@ -11,7 +11,6 @@ import pytest
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
-REAL_AUDIO = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-audio"
 
 
 @pytest.fixture(scope="session")
@@ -24,3 +23,13 @@ def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     build_shards(SyntheticSource(36, seed=1, min_seconds=4.0, max_seconds=7.0), out, workers=1, shard_size=8,
                  progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def musicnn_wheel(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """musicnn-0.1.0-py3-none-any.whl from PyPI (pip download), kept in pytest's cache across runs."""
+    from lightning_tagging.weights.musicnn_source import download_wheel
+
+    cache = pytestconfig.cache
+    folder = Path(cache.mkdir("musicnn-wheel")) if cache is not None else tmp_path_factory.mktemp("wheel")
+    return download_wheel(folder)

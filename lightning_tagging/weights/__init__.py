@@ -1,0 +1,1 @@
+"""Published weights in our models: a TensorFlow-free checkpoint reader and the musicnn import."""
