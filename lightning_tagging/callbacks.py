@@ -79,7 +79,7 @@ class ResultsWriter(Callback):
             **{k: v for k, v in results.items() if k != "per_tag"},
             "checkpoint": trainer.ckpt_path,
             "global_step": trainer.global_step,
-            "data_root": getattr(datamodule, "root", None),
+            "data": datamodule.describe() if hasattr(datamodule, "describe") else {},
             "frontend_class": type(pl_module.frontend).__name__,
             "backbone_class": type(pl_module.backbone).__name__,
             "n_parameters": sum(p.numel() for p in pl_module.parameters() if p.requires_grad),

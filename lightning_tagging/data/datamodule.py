@@ -32,6 +32,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
+from .audio import SAMPLE_RATE
 from .errors import DataError, ShardDirectoryError
 from .shards import STATS_FILE, VOCAB_FILE, list_shards
 from .streams import EvalClips, TrainPatches
@@ -109,6 +110,22 @@ class TaggingDataModule(pl.LightningDataModule):
     @property
     def n_tags(self) -> int:
         return len(self._vocab)
+
+    @property
+    def sample_rate(self) -> int:
+        """Sample rate of the shards' audio in Hz (the builder resamples everything to it)."""
+        return int(self.stats.get("sample_rate", SAMPLE_RATE))
+
+    def describe(self) -> dict[str, Any]:
+        """What a run's results.json records about its data."""
+        splits = self.stats.get("splits", {})
+        return {
+            "root": self.root,
+            "sample_rate": self.sample_rate,
+            "n_tags": self.n_tags,
+            "clips": {split: info.get("clips") for split, info in splits.items()},
+            "build": self.stats.get("arguments", {}),
+        }
 
     # --- setup -----------------------------------------------------------------------------
 
