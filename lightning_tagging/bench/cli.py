@@ -1,9 +1,10 @@
-"""`lt bench model | fit | data`: argument parsing and dispatch."""
+"""`lt bench model | fit`: argument parsing and dispatch."""
 
 from __future__ import annotations
 
 import argparse
 
+from lightning_tagging.bench import fit as bench_fit
 from lightning_tagging.bench import model as bench_model
 
 
@@ -11,7 +12,11 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="lt bench", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     bench_model.add_arguments(commands.add_parser("model", help="model-only training/inference throughput"))
-    args = parser.parse_args(argv)
-    if args.command == "model":
-        return bench_model.main(args)
-    raise AssertionError(args.command)
+    bench_fit.add_arguments(commands.add_parser(
+        "fit", help="end-to-end training throughput from shards; other arguments go to `lt fit` (e.g. --config)"))
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "fit":
+        return bench_fit.main(args, rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    return bench_model.main(args)

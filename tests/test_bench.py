@@ -1,0 +1,40 @@
+"""`lt bench` runs and reports well-formed numbers (no timing assertions: this machine is noisy)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lightning_tagging.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def json_tail(out: str) -> object:
+    """The JSON document printed last (after the human-readable lines)."""
+    start = min(i for i in (out.find("\n["), out.find("\n{")) if i >= 0)
+    return json.loads(out[start:])
+
+
+def test_bench_model_reports_each_config_against_its_eager_baseline(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["bench", "model", "--backbone", "vgg", "--batch", "2", "--precision", "fp32", "bf16-mixed",
+                 "--steps", "1", "--warmup", "0", "--device", "cpu", "--json"])
+    assert code == 0
+    results = json_tail(capsys.readouterr().out)
+    assert [r["config"]["precision"] for r in results] == ["fp32", "bf16-mixed"]
+    assert results[0]["speedup_vs_eager_fp32"] is None  # the baseline itself
+    assert results[1]["speedup_vs_eager_fp32"] == pytest.approx(
+        results[1]["train_clips_per_s"] / results[0]["train_clips_per_s"])
+    assert all(r["train_clips_per_s"] > 0 and r["infer_clips_per_s"] > 0 for r in results)
+
+
+def test_bench_fit_measures_steps_and_data_waiting(tiny_corpus: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["bench", "fit", "--steps", "3", "--warmup", "1", "--json", "--config",
+                 str(REPO / "experiments" / "demo.yaml"), "--data.root", str(tiny_corpus), "--data.batch_size", "2",
+                 "--data.num_workers", "1", "--model.backbone.init_args.width", "0.1"])
+    assert code == 0
+    result = json_tail(capsys.readouterr().out)
+    assert result["steps_timed"] == 3 and result["batch_size"] == 2
+    assert result["train_clips_per_s"] > 0 and 0.0 <= result["data_wait_fraction"] < 1.0
