@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from pytorch_lightning.cli import OptimizerCallable
 from pytorch_lightning.core.mixins.hparams_mixin import _given_hyperparameters
+from pytorch_lightning.utilities import rank_zero_warn
 
 from lightning_tagging.data.audio import SAMPLE_RATE
 from lightning_tagging.errors import UserError
@@ -75,6 +76,9 @@ class TaggingModule(pl.LightningModule):
         self.eval_patches_per_forward = eval_patches_per_forward
         self._eval_probs: list[torch.Tensor] = []
         self._eval_targets: list[torch.Tensor] = []
+        self._eval_keys: list[str | None] = []
+        self._train_skipped = torch.zeros((), dtype=torch.int64)  # corrupt training samples this epoch, this rank
+        self.train_skipped_total = 0  # over all ranks and the epochs trained in this process
         self.test_results: dict[str, Any] | None = None
         if init_from is not None:
             self.load_weights(init_from)
@@ -130,10 +134,19 @@ class TaggingModule(pl.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits = self(batch["audio"])
         loss = F.binary_cross_entropy_with_logits(logits.float(), batch["tags"])
+        if "skipped" in batch:  # summed as a tensor: no device sync per step
+            self._train_skipped = self._train_skipped.to(batch["skipped"].device) + batch["skipped"].sum()
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(logits))
         for name, value in self.frontend.logged_values().items():
             self.log(f"frontend/{name}", value, prog_bar=True, on_step=True, on_epoch=False)
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        local = self._train_skipped.to(self.device).float()
+        skipped = int(self.trainer.strategy.reduce(local, reduce_op="sum").item())
+        self._train_skipped = torch.zeros_like(self._train_skipped)
+        self.train_skipped_total += skipped
+        self.log("data/train_skipped", float(skipped), on_epoch=True)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer_factory(self.parameters())
@@ -155,31 +168,63 @@ class TaggingModule(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
             return
-        results = self._eval_results()
+        results = self._eval_results("valid")
         self.log_dict({"val/roc_auc": results["roc_auc"], "val/pr_auc": results["pr_auc"]}, prog_bar=True)
+        if "n_skipped" in results:
+            self.log("val/skipped", float(results["n_skipped"]))
 
     def on_test_epoch_end(self) -> None:
-        results = self._eval_results()
+        results = self._eval_results("test")
         self.log_dict({"test/roc_auc": results["roc_auc"], "test/pr_auc": results["pr_auc"]})
+        if "n_skipped" in results:
+            self.log("test/skipped", float(results["n_skipped"]))
+        results["train_skipped"] = self.train_skipped_total
         results["frontend"] = self.frontend.logged_values()
         self.test_results = results
 
     def _reset_eval(self) -> None:
-        self._eval_probs, self._eval_targets = [], []
+        self._eval_probs, self._eval_targets, self._eval_keys = [], [], []
 
     def _eval_step(self, batch: dict[str, Any]) -> None:
-        for audio, target in zip(batch["audio"], batch["tags"], strict=True):
+        keys = batch.get("key") or [None] * len(batch["audio"])  # an empty batch: a rank without clips
+        for audio, target, key in zip(batch["audio"], batch["tags"], keys, strict=True):
             self._eval_probs.append(self.clip_probabilities(audio))
             self._eval_targets.append(target.float())
+            self._eval_keys.append(key)
 
-    def _eval_results(self) -> dict[str, Any]:
-        """Metrics over the union of all ranks' clips."""
+    def _eval_results(self, split: str) -> dict[str, Any]:
+        """Metrics over the union of all ranks' clips, each clip once; skipped clips counted."""
         n_tags = len(self.tags)
         probs = torch.stack(self._eval_probs) if self._eval_probs else torch.zeros(0, n_tags, device=self.device)
         targets = torch.stack(self._eval_targets) if self._eval_targets else torch.zeros(0, n_tags, device=self.device)
-        probs, targets = self._gather_rows(probs), self._gather_rows(targets)
+        probs, targets, keys = self._gather_rows(probs), self._gather_rows(targets), self._gather_keys()
         self._reset_eval()
-        return song_level_metrics(probs, targets, self.tags)
+        unique = unique_rows(keys)
+        if len(unique) < len(keys):
+            rank_zero_warn(f"{len(keys) - len(unique)} {split} clips were evaluated twice; each counts once")
+            probs, targets, keys = probs[unique], targets[unique], [keys[i] for i in unique]
+        results = song_level_metrics(probs, targets, self.tags)
+        results.update(self._skipped_clips(split, keys))
+        return results
+
+    def _skipped_clips(self, split: str, evaluated: list[str | None]) -> dict[str, Any]:
+        """``n_clips_expected``, ``n_skipped`` and ``skipped_keys`` (≤ 100), when the data says what to expect."""
+        trainer = self.trainer
+        limit = trainer.limit_val_batches if split == "valid" else trainer.limit_test_batches
+        split_keys = getattr(trainer.datamodule, "split_keys", None)
+        if split_keys is None or trainer.fast_dev_run or limit != 1.0:
+            return {}  # a partial evaluation, or data that does not list its clips: nothing to compare
+        missing = sorted(set(split_keys(split)) - set(evaluated))
+        return {"n_clips_expected": len(evaluated) + len(missing), "n_skipped": len(missing),
+                "skipped_keys": missing[:100]}
+
+    def _gather_keys(self) -> list[str | None]:
+        """All ranks' clip keys, in the order of :meth:`_gather_rows`."""
+        if self.trainer.world_size == 1:
+            return list(self._eval_keys)
+        gathered: list[list[str | None]] = [[] for _ in range(self.trainer.world_size)]
+        torch.distributed.all_gather_object(gathered, self._eval_keys)
+        return [key for keys in gathered for key in keys]
 
     def _gather_rows(self, rows: torch.Tensor) -> torch.Tensor:
         """Concatenate ``[n_i, D]`` tensors from all ranks, where each rank's ``n_i`` may differ."""
@@ -219,6 +264,18 @@ def check_compatible(frontend: Frontend, backbone: Backbone) -> None:
             f"{type(frontend).__name__} makes {frontend_mels} mel bands but "
             f"{type(backbone).__name__} expects {backbone_mels}; set both n_mels to the same value"
         )
+
+
+def unique_rows(keys: list[str | None]) -> list[int]:
+    """Indices of the first occurrence of each key (rows without a key are all kept)."""
+    seen: set[str] = set()
+    rows = []
+    for i, key in enumerate(keys):
+        if key is None or key not in seen:
+            rows.append(i)
+            if key is not None:
+                seen.add(key)
+    return rows
 
 
 def first_difference(a: list[str], b: list[str]) -> str:

@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import shutil
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,8 @@ import torch
 
 from lightning_tagging.data.build import build_shards
 from lightning_tagging.data.datamodule import TaggingDataModule
-from lightning_tagging.data.errors import DataError, ShardDirectoryError, VocabularyMismatchError
-from lightning_tagging.data.shards import TarShardWriter, list_shards, read_samples, sample_json
+from lightning_tagging.data.errors import DataError, ShardDirectoryError, ShardOpenError, VocabularyMismatchError
+from lightning_tagging.data.shards import TarShardWriter, list_shards, read_samples
 from lightning_tagging.data.sources.synthetic import SyntheticSource
 from lightning_tagging.data.synth import TAGS
 
@@ -23,8 +24,9 @@ from lightning_tagging.data.synth import TAGS
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("shards")
-    build_shards(SyntheticSource(40, seed=5, min_seconds=2.0, max_seconds=3.0), out, workers=1, shard_size=4,
-                 progress=False)
+    build_shards(
+        SyntheticSource(40, seed=5, min_seconds=2.0, max_seconds=3.0), out, workers=1, shard_size=4, progress=False
+    )
     return out
 
 
@@ -55,7 +57,7 @@ def test_train_batches_and_epoch_length(root: Path, workers: int) -> None:
     per_worker = math.ceil(math.ceil(n_train(root) * 4 / 8) / max(1, workers))
     assert len(batches) == len(loader) == per_worker * max(1, workers)
     for batch in batches:
-        assert set(batch) == {"audio", "tags"}
+        assert set(batch) == {"audio", "tags", "skipped"} and batch["skipped"].item() == 0
         assert batch["audio"].shape == (8, 16000) and batch["audio"].dtype == torch.float32
         assert batch["tags"].shape == (8, 24) and batch["tags"].dtype == torch.float32
         assert batch["audio"].abs().max() <= 1.0
@@ -73,8 +75,9 @@ def test_epoch_length_can_be_set_and_epochs_differ(root: Path) -> None:
 
 
 def test_clips_shorter_than_the_crop_are_zero_padded(root: Path) -> None:
-    dm = TaggingDataModule(str(root), batch_size=4, num_workers=0, crop_samples=16000 * 5, shuffle_buffer=4,
-                           train_samples_per_epoch=4)
+    dm = TaggingDataModule(
+        str(root), batch_size=4, num_workers=0, crop_samples=16000 * 5, shuffle_buffer=4, train_samples_per_epoch=4
+    )
     batch = next(iter(dm.train_dataloader()))
     assert batch["audio"].shape == (4, 80000)
     assert (batch["audio"][:, 16000 * 3 :] == 0).all()  # clips last at most 3 s
@@ -105,12 +108,24 @@ def test_directory_without_vocab_is_a_clear_error(copy_of: Path) -> None:
         TaggingDataModule(str(copy_of))
 
 
+def test_a_missing_shard_fails_fast_with_its_name(copy_of: Path) -> None:
+    (copy_of / "test-000001.tar").unlink()
+    dm = TaggingDataModule(str(copy_of))
+    with pytest.raises(ShardOpenError, match=r"test-000001\.tar"):
+        dm.test_dataloader()  # before any clip is read
+
+
 def test_split_without_shards_is_a_clear_error(copy_of: Path) -> None:
-    for shard in list_shards(copy_of, "test"):
-        shard.unlink()
+    index = json.loads((copy_of / "index.json").read_text())
+    (copy_of / "index.json").write_text(json.dumps({k: v for k, v in index.items() if not k.startswith("test")}))
     dm = TaggingDataModule(str(copy_of))
     with pytest.raises(ShardDirectoryError, match="no test shards"):
         dm.test_dataloader()
+
+
+def test_directory_without_index_is_indexed_from_its_tars(root: Path, copy_of: Path) -> None:
+    (copy_of / "index.json").unlink()  # as built before index.json existed
+    assert TaggingDataModule(str(copy_of)).split_keys("test") == keys_of(root, "test")
 
 
 @pytest.mark.parametrize("workers", [0, 2])
@@ -123,23 +138,68 @@ def test_tags_missing_from_the_vocabulary_are_an_error(copy_of: Path, workers: i
         list(dm.test_dataloader())
 
 
-def test_corrupt_samples_and_shards_are_skipped(root: Path, copy_of: Path, caplog: pytest.LogCaptureFixture) -> None:
-    good = next(read_samples(list_shards(copy_of, "test")[0]))
-    writer = TarShardWriter(copy_of / "test-000050.tar")
-    writer.add("broken_audio", "flac", b"this is not a flac file", sample_json(["piano"], "test"))
-    writer._add("broken_json.flac", good["flac"])
-    writer._add("broken_json.json", b"{not json")
-    writer._add("no_json.flac", good["flac"])
-    writer.add("fine_again", "flac", good["flac"], good["json"])
+def rewrite_shard(path: Path, edit: dict[str, dict[str, bytes | None]]) -> None:
+    """Rewrite a shard in place, replacing (bytes) or dropping (None) members of some samples."""
+    samples = list(read_samples(path))
+    writer = TarShardWriter(path)
+    for sample in samples:
+        for extension, data in sample.items():
+            if extension == "__key__":
+                continue
+            data = edit.get(sample["__key__"], {}).get(extension, data)
+            if data is not None:
+                writer._add(f"{sample['__key__']}.{extension}", data)
     writer.commit()
-    truncated = list_shards(copy_of, "test")[0].read_bytes()
-    (copy_of / "test-000051.tar").write_bytes(truncated[: len(truncated) // 2])
-    dm = TaggingDataModule(str(copy_of), num_workers=0)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_corrupt_samples_and_broken_shards_are_skipped_and_counted(
+    root: Path, copy_of: Path, workers: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A test split of three shards made of the directory's eval samples, then damaged.
+    samples = [s for split in ("valid", "test") for shard in list_shards(root, split) for s in read_samples(shard)]
+    layout = {"test-000000.tar": samples[:4], "test-000001.tar": samples[4:7], "test-000002.tar": samples[7:9]}
+    index = {k: v for k, v in json.loads((copy_of / "index.json").read_text()).items() if not k.startswith("test")}
+    for shard in list_shards(copy_of, "test"):
+        shard.unlink()
+    for name, members in layout.items():
+        writer = TarShardWriter(copy_of / name)
+        for sample in members:
+            writer.add(sample["__key__"], "flac", sample["flac"], sample["json"])
+        writer.commit()
+        index[name] = [sample["__key__"] for sample in members]
+    (copy_of / "index.json").write_text(json.dumps(index))
+    a, b, c, d = index["test-000000.tar"]
+    rewrite_shard(
+        copy_of / "test-000000.tar",
+        {a: {"flac": b"this is not a flac file"}, b: {"json": b"{not json"}, c: {"json": None}},
+    )  # corrupt audio, corrupt JSON, no JSON
+    e, f, _ = index["test-000001.tar"]  # e: empty audio, f: cut off, then the rest is lost
+    rewrite_shard(copy_of / "test-000001.tar", {e: {"flac": b""}})  # empty audio
+    with tarfile.open(copy_of / "test-000001.tar") as tar:
+        cut = next(m.offset_data + m.size // 2 for m in tar if m.name == f"{f}.flac")
+    data = (copy_of / "test-000001.tar").read_bytes()
+    (copy_of / "test-000001.tar").write_bytes(data[:cut])  # breaks off in f's audio
+    (copy_of / "test-000002.tar").write_bytes(b"")  # cannot be read at all: fails fast with its name
+
+    dm = TaggingDataModule(str(copy_of), num_workers=workers)
+    with pytest.raises(ShardOpenError, match=r"test-000002\.tar"):
+        list(dm.test_dataloader())
+    writer = TarShardWriter(copy_of / "test-000002.tar")
+    for sample in layout["test-000002.tar"]:
+        writer.add(sample["__key__"], "flac", sample["flac"], sample["json"])
+    writer.commit()
+    loader = dm.test_dataloader()
     with caplog.at_level(logging.WARNING):
-        keys = [b["key"][0] for b in dm.test_dataloader()]
-    assert "fine_again" in keys and not {"broken_audio", "broken_json", "no_json"} & set(keys)
-    assert set(keys_of(root, "test")) <= set(keys)  # the intact shards are read in full
-    assert any("skipping" in r.getMessage() for r in caplog.records)
+        keys = [b["key"][0] for b in loader]
+    assert sorted(keys) == sorted([d, *index["test-000002.tar"]])  # every other clip, once
+    if workers == 0:  # (workers count and log in their own processes)
+        assert loader.dataset.reader.skipped == 6
+        assert any("skipping corrupt sample" in r.getMessage() for r in caplog.records)
+
+
+def keys_of_shard(path: Path) -> list[str]:
+    return [s["__key__"] for s in read_samples(path)]
 
 
 def test_unknown_crop_length_is_a_clear_error(root: Path) -> None:
@@ -173,8 +233,15 @@ class TinyModel(pl.LightningModule):
 def test_lightning_fit_asks_the_model_for_the_crop(root: Path) -> None:
     model = TinyModel()
     dm = TaggingDataModule(str(root), batch_size=4, num_workers=0, shuffle_buffer=8, train_samples_per_epoch=12)
-    trainer = pl.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+    trainer = pl.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
     trainer.fit(model, datamodule=dm)
     assert dm.train_crop == 4000
     assert model.train_shapes == [(4, 4000)] * 6  # 3 batches per epoch, 2 epochs

@@ -1,9 +1,10 @@
-"""`lt bench model | fit`: argument parsing and dispatch."""
+"""`lt bench model | fit | data`: argument parsing and dispatch."""
 
 from __future__ import annotations
 
 import argparse
 
+from lightning_tagging.bench import data as bench_data
 from lightning_tagging.bench import fit as bench_fit
 from lightning_tagging.bench import model as bench_model
 
@@ -14,9 +15,12 @@ def main(argv: list[str]) -> int:
     bench_model.add_arguments(commands.add_parser("model", help="model-only training/inference throughput"))
     bench_fit.add_arguments(commands.add_parser(
         "fit", help="end-to-end training throughput from shards; other arguments go to `lt fit` (e.g. --config)"))
+    bench_data.add_arguments(commands.add_parser("data", help="training-stream decode-and-crop throughput"))
     args, rest = parser.parse_known_args(argv)
     if args.command == "fit":
         return bench_fit.main(args, rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command == "data":
+        return bench_data.main(args)
     return bench_model.main(args)

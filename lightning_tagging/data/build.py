@@ -11,8 +11,15 @@ with the reason, so a shard may hold fewer than ``shard_size`` clips.
 Resuming. Each shard is written to ``<name>.tmp`` and renamed when complete, after its
 summary (clips, seconds, tag counts, skips) has been saved to ``<out>/.build/<name>.json``.
 A rerun with the same arguments skips every shard that exists with its summary and only
-loads the items of the others; vocab.json and stats.json are written last, from the
-summaries. A directory built with other arguments is refused rather than mixed.
+loads the items of the others; vocab.json, index.json and stats.json are written last, from
+the summaries. A directory built with other arguments is refused rather than mixed.
+
+Skipped items. stats.json lists each with its split, key, origin (the file), reason, and
+kind ("missing", "unreadable", "empty", "too_short", "silent", ... see
+``data/clip_files.py``), and counts them per kind in ``skipped_by_kind``.
+
+index.json maps every shard to its keys, in order: readers use it to deal evaluation clips
+to ranks exactly and to draw training subsets without opening the shards.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from tqdm import tqdm
 from .audio import SAMPLE_RATE
 from .errors import AudioDecodeError, BuildError, SkipItem
 from .shards import (
+    INDEX_FILE,
     PAYLOADS,
     SPLITS,
     STATS_FILE,
@@ -39,6 +47,7 @@ from .shards import (
     TarShardWriter,
     encode_audio,
     sample_json,
+    shard_keys,
     shard_name,
     write_json_atomic,
 )
@@ -56,17 +65,21 @@ class ShardSummary:
     seconds: float = 0.0
     tags: dict[str, int] = field(default_factory=dict)
     skipped: list[dict[str, str]] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
 
 
 def load_and_encode(load: Loader, payload: str) -> tuple[str, Any, Any, float]:
-    """Run in a worker: ``("ok", extension, bytes, seconds)`` or ``("skip", reason, None, 0)``."""
+    """Run in a worker: ``("ok", extension, bytes, seconds)`` or ``("skip", reason, kind, 0)``."""
     try:
         waveform = load()
-    except (AudioDecodeError, SkipItem) as error:
-        return "skip", str(error) or type(error).__name__, None, 0.0
+    except SkipItem as error:
+        return "skip", str(error) or type(error).__name__, error.kind, 0.0
+    except AudioDecodeError as error:
+        return "skip", str(error), "unreadable", 0.0
     waveform = np.asarray(waveform, dtype=np.float32)
     if waveform.ndim != 1 or waveform.size == 0 or not np.isfinite(waveform).all():
-        return "skip", f"loader returned an invalid waveform (shape {waveform.shape}, must be 1-D, finite)", None, 0.0
+        reason = f"loader returned an invalid waveform (shape {waveform.shape}, must be 1-D, finite)"
+        return "skip", reason, "invalid", 0.0
     extension, data = encode_audio(waveform, payload)
     return "ok", extension, data, waveform.size / SAMPLE_RATE
 
@@ -85,8 +98,10 @@ class _Inline:
 
 def _check_key(item: Item, seen: set[str]) -> None:
     if not item.key or any(c in item.key for c in "./\\ ") or item.key.startswith("_"):
-        raise BuildError(f"invalid key {item.key!r}: keys must be non-empty, not start with '_', and have no "
-                         "dots, slashes or spaces (WebDataset splits file names at the first dot)")
+        raise BuildError(
+            f"invalid key {item.key!r}: keys must be non-empty, not start with '_', and have no "
+            "dots, slashes or spaces (WebDataset splits file names at the first dot)"
+        )
     if item.key in seen:
         raise BuildError(f"the source yields the key {item.key!r} twice; keys must be unique")
     if item.split not in SPLITS:
@@ -101,8 +116,10 @@ def _check_arguments(out: Path, arguments: dict[str, Any]) -> None:
         previous = json.loads(record.read_text())
         if previous != arguments:
             changed = sorted(k for k in set(previous) | set(arguments) if previous.get(k) != arguments.get(k))
-            raise BuildError(f"{out} holds shards built with other arguments (differences: {', '.join(changed)}); "
-                             "build into another --out directory, or delete this one first")
+            raise BuildError(
+                f"{out} holds shards built with other arguments (differences: {', '.join(changed)}); "
+                "build into another --out directory, or delete this one first"
+            )
     else:
         write_json_atomic(record, arguments)
 
@@ -154,8 +171,15 @@ class _Writers:
         self.open.clear()
 
 
-def build_shards(source: Source, out: str | Path, *, workers: int | None = None,
-                 shard_size: int = DEFAULT_SHARD_SIZE, payload: str = "flac", progress: bool = True) -> dict[str, Any]:
+def build_shards(
+    source: Source,
+    out: str | Path,
+    *,
+    workers: int | None = None,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    payload: str = "flac",
+    progress: bool = True,
+) -> dict[str, Any]:
     """Build (or finish building) the shards of ``source`` in ``out``.
 
     Args:
@@ -185,12 +209,12 @@ def build_shards(source: Source, out: str | Path, *, workers: int | None = None,
 
     plan, writers = _ShardPlan(out, shard_size), _Writers(out)
     shards: dict[str, list[str]] = {split: [] for split in SPLITS}
-    pool = (ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-            if workers > 1 else _Inline())
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) if workers > 1 else _Inline()
     window = max(4, 8 * workers)  # jobs in flight: keeps workers busy, bounds memory
     pending: collections.deque[tuple[Item, str, Future]] = collections.deque()
-    bar = tqdm(total=source.n_items(), unit="clip", desc=f"building {source.name}", disable=not progress,
-               smoothing=0.05)
+    bar = tqdm(
+        total=source.n_items(), unit="clip", desc=f"building {source.name}", disable=not progress, smoothing=0.05
+    )
 
     def write(item: Item, name: str, future: Future) -> None:
         status, a, b, seconds = future.result()
@@ -198,11 +222,12 @@ def build_shards(source: Source, out: str | Path, *, workers: int | None = None,
         if status == "ok":
             writer.add(item.key, a, b, sample_json(item.tags, f"{source.name}:{item.origin}"))
             summary.clips += 1
+            summary.keys.append(item.key)
             summary.seconds += seconds
             for tag in item.tags:
                 summary.tags[tag] = summary.tags.get(tag, 0) + 1
         else:
-            summary.skipped.append({"key": item.key, "reason": a})
+            summary.skipped.append({"key": item.key, "origin": item.origin, "reason": a, "kind": b})
         bar.update()
 
     try:
@@ -227,31 +252,40 @@ def build_shards(source: Source, out: str | Path, *, workers: int | None = None,
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         bar.close()
-    stats = _collect_stats(out, shards, arguments)
+    stats, index = _collect_stats(out, shards, arguments)
     vocab = source.vocab() or sorted(stats["tags"], key=lambda t: (-stats["tags"][t], t))
     unknown = sorted(set(stats["tags"]) - set(vocab))
     if unknown:
         raise BuildError(f"the source's vocabulary lacks tags its items carry: {unknown[:10]}")
     write_json_atomic(out / VOCAB_FILE, vocab)
-    write_json_atomic(out / STATS_FILE, stats)
+    write_json_atomic(out / INDEX_FILE, index)
+    write_json_atomic(out / STATS_FILE, stats)  # last: its presence means the directory is complete
     return stats
 
 
-def _collect_stats(out: Path, shards: dict[str, list[str]], arguments: dict[str, Any]) -> dict[str, Any]:
-    """stats.json from the shard summaries."""
+def _collect_stats(
+    out: Path, shards: dict[str, list[str]], arguments: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """stats.json and index.json from the shard summaries."""
     splits: dict[str, Any] = {}
     tags_by_split: dict[str, dict[str, int]] = {}
     shard_clips: dict[str, int] = {}
+    index: dict[str, list[str]] = {}
     skipped: list[dict[str, str]] = []
     for split, names in shards.items():
         summaries = [json.loads((out / BUILD_DIR / f"{name}.json").read_text()) for name in names]
         counts: collections.Counter[str] = collections.Counter()
         for name, summary in zip(names, summaries, strict=True):
             shard_clips[name] = summary["clips"]
+            # summaries of builds before index.json existed lack the keys: read them from the tar
+            index[name] = summary["keys"] if "keys" in summary else shard_keys(out / name)
             counts.update(summary["tags"])
-            skipped += [{"split": split, **s} for s in summary["skipped"]]
-        splits[split] = {"clips": sum(s["clips"] for s in summaries), "shards": len(names),
-                         "seconds": round(sum(s["seconds"] for s in summaries), 3)}
+            skipped += [{"split": split, "kind": "other", **s} for s in summary["skipped"]]
+        splits[split] = {
+            "clips": sum(s["clips"] for s in summaries),
+            "shards": len(names),
+            "seconds": round(sum(s["seconds"] for s in summaries), 3),
+        }
         tags_by_split[split] = dict(sorted(counts.items()))
     total = collections.Counter[str]()
     for counts_ in tags_by_split.values():
@@ -263,6 +297,7 @@ def _collect_stats(out: Path, shards: dict[str, list[str]], arguments: dict[str,
         "tags": dict(sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))),
         "tags_by_split": tags_by_split,
         "shard_clips": shard_clips,
+        "skipped_by_kind": dict(sorted(collections.Counter(s["kind"] for s in skipped).items())),
         "skipped": skipped,
         "arguments": arguments,
-    }
+    }, index

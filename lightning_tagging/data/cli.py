@@ -2,6 +2,10 @@
 
     lt data build synthetic --out data/synth --n-clips 2000 --seed 0 [--workers N] [--shard-size 256]
                             [--payload flac|pcm16]
+    lt data build mtt --out data/mtt --audio-root /data/mtt [--split pons|clean ...]
+    lt data build msd --out data/msd --split-dir MSD_split --audio-root /data/msd/songs
+    lt data build jamendo --out data/jamendo --splits-dir .../split-0 --audio-root /data/jamendo
+    lt data build csv --out data/mine --manifest clips.csv [--split-ratio 0.8 0.1 0.1]
     lt data info data/synth
 
 Each registered source (``data/sources/``) is a subcommand of ``build`` with its own options.
@@ -40,10 +44,18 @@ def _add_subcommands(parser: argparse.ArgumentParser) -> None:
         sub = sources.add_parser(name, help=source_class.description, description=source_class.description)
         sub.add_argument("--out", required=True, type=Path, help="shard directory to create or resume")
         sub.add_argument("--workers", type=int, default=None, help="loader processes (default: all CPUs)")
-        sub.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE,
-                         help=f"clips per shard (default: {DEFAULT_SHARD_SIZE})")
-        sub.add_argument("--payload", choices=sorted(PAYLOADS), default="flac",
-                         help="audio encoding: lossless FLAC (default) or 16-bit WAV (bigger, faster to decode)")
+        sub.add_argument(
+            "--shard-size",
+            type=int,
+            default=DEFAULT_SHARD_SIZE,
+            help=f"clips per shard (default: {DEFAULT_SHARD_SIZE})",
+        )
+        sub.add_argument(
+            "--payload",
+            choices=sorted(PAYLOADS),
+            default="flac",
+            help="audio encoding: lossless FLAC (default) or 16-bit WAV (bigger, faster to decode)",
+        )
         sub.add_argument("--no-progress", action="store_true", help="no progress bar")
         source_class.add_arguments(sub)
         sub.set_defaults(handler=_run_build, source_class=source_class)
@@ -54,8 +66,14 @@ def _add_subcommands(parser: argparse.ArgumentParser) -> None:
 
 def _run_build(args: argparse.Namespace) -> int:
     source = args.source_class.from_arguments(args)
-    stats = build_shards(source, args.out, workers=args.workers, shard_size=args.shard_size, payload=args.payload,
-                         progress=not args.no_progress)
+    stats = build_shards(
+        source,
+        args.out,
+        workers=args.workers,
+        shard_size=args.shard_size,
+        payload=args.payload,
+        progress=not args.no_progress,
+    )
     print(format_summary(stats, args.out))
     return 0
 
@@ -69,16 +87,21 @@ def read_stats(root: str | Path) -> dict[str, Any]:
     """The stats.json of a shard directory (a clear error when there is none)."""
     path = Path(root) / STATS_FILE
     if not path.is_file():
-        raise ShardDirectoryError(f"{root} has no {STATS_FILE}: it is not a (finished) shard directory; "
-                                  f"build one with `lt data build synthetic --out {root}`")
+        raise ShardDirectoryError(
+            f"{root} has no {STATS_FILE}: it is not a (finished) shard directory; "
+            f"build one with `lt data build synthetic --out {root}`"
+        )
     return json.loads(path.read_text())
 
 
 def format_summary(stats: dict[str, Any], root: str | Path) -> str:
     """A readable summary of stats.json: splits, tag frequencies, skipped items."""
     args = stats["arguments"]
-    lines = [f"{root}: {stats['clips']} clips, {stats['seconds'] / 3600:.2f} h, source {args['source']}",
-             "  built with: " + ", ".join(f"{k}={v}" for k, v in args.items() if k != "source"), ""]
+    lines = [
+        f"{root}: {stats['clips']} clips, {stats['seconds'] / 3600:.2f} h, source {args['source']}",
+        "  built with: " + ", ".join(f"{k}={v}" for k, v in args.items() if k != "source"),
+        "",
+    ]
     lines.append(f"  {'split':<6} {'clips':>8} {'shards':>7} {'hours':>8}")
     for split in SPLITS:
         s = stats["splits"][split]
@@ -92,7 +115,11 @@ def format_summary(stats: dict[str, Any], root: str | Path) -> str:
         counts = " ".join(f"{stats['tags_by_split'][split].get(tag, 0):>7}" for split in SPLITS)
         lines.append(f"  {tag:<16} {share:>6.1f} {counts}")
     skipped = stats["skipped"]
-    lines += ["", f"  skipped items: {len(skipped)}"]
+    kinds = stats.get("skipped_by_kind", {})
+    lines += [
+        "",
+        f"  skipped items: {len(skipped)}" + (f" ({', '.join(f'{k} {n}' for k, n in kinds.items())})" if kinds else ""),
+    ]
     lines += [f"    {s['split']}/{s['key']}: {s['reason']}" for s in skipped[:10]]
     if len(skipped) > 10:
         lines.append(f"    ... and {len(skipped) - 10} more (see {STATS_FILE})")

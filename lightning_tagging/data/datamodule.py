@@ -1,31 +1,37 @@
 """TaggingDataModule: a shard directory → training patches and whole evaluation clips.
 
     data:
-      root: data/synth          # made by `lt data build synthetic --out data/synth`
+      root: data/synth          # made by `lt data build synthetic --out data/synth`; or a URL
       batch_size: 32
       num_workers: 2
+      train_size: 0.1           # optional: a nested subset of the training clips (see subsets.py)
 
-Training batches are ``{"audio": [B, crop_samples], "tags": [B, n_tags]}`` float32 (audio
-in [-1, 1], tags multi-hot); the crop length comes from the model
-(``train_crop_samples``) unless ``crop_samples`` is set. Validation and test batches are
-one whole clip each: ``{"audio": [1, samples], "tags": [1, n_tags], "key": [str]}``.
+Training batches are ``{"audio": [B, crop_samples], "tags": [B, n_tags], "skipped": []}``
+(audio float32 in [-1, 1], tags multi-hot float32, ``skipped`` the corrupt samples a worker
+passed over since its last batch); the crop length comes from the model
+(``train_crop_samples``) unless ``crop_samples`` is set. Validation and test batches are one
+whole clip each: ``{"audio": [1, samples], "tags": [1, n_tags], "key": [str]}``.
 
-One training epoch is ``train_samples_per_epoch`` patches (default: training clips ×
-``patches_per_clip``, so on average each clip is decoded once per epoch), rounded up so
-that every DataLoader worker of every rank yields the same whole number of batches:
+One training epoch is ``train_samples_per_epoch`` patches (default: training clips — of the
+subset, if ``train_size`` is set — × ``patches_per_clip``, so on average each clip is decoded
+once per epoch), rounded up so that every DataLoader worker of every rank yields the same
+whole number of batches:
 
     batches per rank   = workers × ceil(ceil(samples / (batch_size × world_size)) / workers)
     patches per epoch  = batches per rank × batch_size × world_size
 
-Shards are drawn with replacement (see ``streams.py``), so an epoch is a sample count,
-not an exact pass; with DDP every rank runs the same number of steps.
+Shards are drawn with replacement (see ``streams.py``), so an epoch is a sample count, not an
+exact pass; with DDP every rank runs the same number of steps. Evaluation deals each clip of
+the split to exactly one rank and worker.
+
+Shards may be remote: ``root`` can be any URL of ``urls.py`` (http(s), s3, gs, ...), and
+``shard_url`` a template such as ``"pipe:aws s3 cp s3://bucket/mtt/{name} -"`` when the tars
+are read by a command while vocab.json / stats.json / index.json sit in ``root``.
 """
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -33,37 +39,21 @@ import torch
 from torch.utils.data import DataLoader
 
 from .audio import SAMPLE_RATE
-from .errors import DataError, ShardDirectoryError
-from .shards import STATS_FILE, VOCAB_FILE, list_shards
+from .directory import ShardDirectory
+from .distributed import detect_distribution
+from .errors import DataError
 from .streams import EvalClips, TrainPatches
+from .subsets import select_subset
 
-BUILD_HINT = "build one with `lt data build synthetic --out {root}` (or another source, see `lt data build -h`)"
-
-
-def read_vocab(root: Path) -> list[str]:
-    """The directory's vocab.json, checked (a clear error when missing or malformed)."""
-    if not root.is_dir():
-        raise ShardDirectoryError(f"the shard directory {root} does not exist; " + BUILD_HINT.format(root=root))
-    path = root / VOCAB_FILE
-    if not path.is_file():
-        raise ShardDirectoryError(f"{root} has no {VOCAB_FILE}, so it is not a finished shard directory (an "
-                                  "interrupted build? rerun the same `lt data build` command to finish it); or "
-                                  + BUILD_HINT.format(root=root))
-    try:
-        vocab = json.loads(path.read_text())
-    except ValueError as error:
-        raise ShardDirectoryError(f"{path} is not valid JSON ({error}); rebuild the directory") from error
-    if not (isinstance(vocab, list) and vocab and all(isinstance(t, str) for t in vocab)
-            and len(set(vocab)) == len(vocab)):
-        raise ShardDirectoryError(f"{path} must be a non-empty list of distinct tag names; rebuild the directory")
-    return vocab
+START_METHODS = ("fork", "spawn", "forkserver")
 
 
 class TaggingDataModule(pl.LightningDataModule):
     """Shards of ``root`` as training patches and whole validation / test clips.
 
     Args:
-        root: shard directory (``<split>-NNNNNN.tar``, vocab.json, stats.json).
+        root: shard directory (path or URL) with vocab.json, stats.json, index.json and,
+            unless ``shard_url`` says otherwise, the ``<split>-NNNNNN.tar`` shards.
         batch_size: training patches per batch (per rank). Evaluation batches hold one clip.
         num_workers: DataLoader worker processes per loader (0: load in the main process).
         crop_samples: training patch length in samples at 16 kHz; None asks the model
@@ -71,8 +61,14 @@ class TaggingDataModule(pl.LightningDataModule):
         patches_per_clip: random crops taken from each decoded training clip.
         shuffle_buffer: training patches held in each worker's shuffle buffer.
         train_samples_per_epoch: training patches per epoch, over all ranks (default:
-            training clips × ``patches_per_clip``, from stats.json); rounded up as above.
+            training clips × ``patches_per_clip``); rounded up as above.
         seed: seed of shard sampling, crop offsets and shuffling.
+        train_size: train on a subset: a fraction of the training clips (0 < f ≤ 1.0) or a
+            count (an int); None: all. Subsets are nested and fixed by ``subset_seed``.
+        subset_seed: which clips a subset holds; independent of ``seed``.
+        shard_url: where the tars are, as a template with ``{name}``; None: inside ``root``.
+        worker_start_method: how DataLoader workers start: "fork", "spawn" or "forkserver"
+            (None: the platform's default).
     """
 
     def __init__(
@@ -85,22 +81,37 @@ class TaggingDataModule(pl.LightningDataModule):
         shuffle_buffer: int = 1000,
         train_samples_per_epoch: int | None = None,
         seed: int = 0,
+        train_size: int | float | None = None,
+        subset_seed: int = 0,
+        shard_url: str | None = None,
+        worker_start_method: str | None = None,
     ) -> None:
         super().__init__()
-        for name, value, minimum in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0),
-                                     ("patches_per_clip", patches_per_clip, 1), ("shuffle_buffer", shuffle_buffer, 1),
-                                     ("crop_samples", crop_samples, 1),
-                                     ("train_samples_per_epoch", train_samples_per_epoch, 1)):
+        for name, value, minimum in (
+            ("batch_size", batch_size, 1),
+            ("num_workers", num_workers, 0),
+            ("patches_per_clip", patches_per_clip, 1),
+            ("shuffle_buffer", shuffle_buffer, 1),
+            ("crop_samples", crop_samples, 1),
+            ("train_samples_per_epoch", train_samples_per_epoch, 1),
+        ):
             if value is not None and value < minimum:
                 raise DataError(f"data.{name} must be at least {minimum}, got {value}")
+        if worker_start_method not in (None, *START_METHODS):
+            raise DataError(
+                f"data.worker_start_method must be one of {', '.join(START_METHODS)}, got {worker_start_method!r}"
+            )
         self.root = str(root)
         self.batch_size, self.num_workers = batch_size, num_workers
         self.crop_samples, self.patches_per_clip = crop_samples, patches_per_clip
         self.shuffle_buffer, self.train_samples_per_epoch, self.seed = shuffle_buffer, train_samples_per_epoch, seed
-        self._vocab = read_vocab(Path(root))
-        stats_path = Path(root) / STATS_FILE
-        self.stats: dict[str, Any] = json.loads(stats_path.read_text()) if stats_path.is_file() else {}
+        self.train_size, self.subset_seed = train_size, subset_seed
+        self.worker_start_method = worker_start_method
+        self.directory = ShardDirectory(self.root, shard_url)
+        self._vocab = self.directory.vocab
+        self.stats: dict[str, Any] = self.directory.stats
         self.train_crop: int | None = None
+        self._train_keys: frozenset[str] | None = None
 
     @property
     def vocab(self) -> list[str]:
@@ -116,16 +127,35 @@ class TaggingDataModule(pl.LightningDataModule):
         """Sample rate of the shards' audio in Hz (the builder resamples everything to it)."""
         return int(self.stats.get("sample_rate", SAMPLE_RATE))
 
+    def split_keys(self, split: str) -> list[str]:
+        """Every key of ``split`` ("train", "valid", "test"), in index order. Evaluation must see all of them."""
+        return self.directory.split_keys(split)
+
+    @property
+    def train_keys(self) -> frozenset[str]:
+        """The keys of the clips this run trains on (all, or the ``train_size`` subset)."""
+        if self._train_keys is None:
+            self._train_keys = select_subset(self.split_keys("train"), self.train_size, self.subset_seed)
+        return self._train_keys
+
     def describe(self) -> dict[str, Any]:
         """What a run's results.json records about its data."""
         splits = self.stats.get("splits", {})
-        return {
+        described = {
             "root": self.root,
             "sample_rate": self.sample_rate,
             "n_tags": self.n_tags,
             "clips": {split: info.get("clips") for split, info in splits.items()},
+            "train_size": self.train_size if self.train_size is not None else 1.0,
+            "subset_seed": self.subset_seed,
             "build": self.stats.get("arguments", {}),
         }
+        try:
+            described["train_clips"] = len(self.train_keys)  # the exact number trained on
+            described["train_samples_per_epoch"] = self._samples_per_epoch()
+        except DataError:
+            pass  # no (readable) training split, e.g. test-only data: nothing to report
+        return described
 
     # --- setup -----------------------------------------------------------------------------
 
@@ -139,34 +169,35 @@ class TaggingDataModule(pl.LightningDataModule):
         model = self.trainer.lightning_module if self.trainer is not None else None
         crop = getattr(model, "train_crop_samples", None)
         if crop is None:
-            raise DataError("the training crop length is unknown: the model declares no train_crop_samples; "
-                            "set data.crop_samples (samples at 16 kHz)")
+            raise DataError(
+                "the training crop length is unknown: the model declares no train_crop_samples; "
+                "set data.crop_samples (samples at 16 kHz)"
+            )
         return int(crop)
 
     def _distribution(self) -> tuple[int, int]:
+        """(rank, world size): the Trainer's when attached, else what the launcher's environment says."""
         trainer = self.trainer
-        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else detect_distribution()
 
-    def _shards(self, split: str) -> list[str]:
-        shards = [str(p) for p in list_shards(self.root, split)]
-        if not shards:
-            hint = ("set trainer.limit_val_batches=0 to train without validation, or " if split == "valid" else "")
-            raise ShardDirectoryError(f"{self.root} has no {split} shards ({split}-000000.tar ...); {hint}"
-                                      + BUILD_HINT.format(root=self.root))
-        return shards
+    def _loader_options(self, workers: int) -> dict[str, Any]:
+        start_method = self.worker_start_method if workers > 0 else None
+        return {
+            "num_workers": workers,
+            "multiprocessing_context": start_method,
+            "pin_memory": torch.cuda.is_available(),
+        }
 
     # --- training --------------------------------------------------------------------------
 
+    def _samples_per_epoch(self) -> int:
+        if self.train_samples_per_epoch is not None:
+            return self.train_samples_per_epoch
+        return len(self.train_keys) * self.patches_per_clip
+
     def train_batches_per_worker(self, world_size: int = 1) -> int:
         """Batches each DataLoader worker of each rank yields per epoch (see the module docstring)."""
-        samples = self.train_samples_per_epoch
-        if samples is None:
-            clips = self.stats.get("splits", {}).get("train", {}).get("clips")
-            if not clips:
-                raise ShardDirectoryError(f"{self.root}/{STATS_FILE} does not say how many training clips there are; "
-                                          "set data.train_samples_per_epoch, or rebuild the directory")
-            samples = clips * self.patches_per_clip
-        batches_per_rank = math.ceil(samples / (self.batch_size * world_size))
+        batches_per_rank = math.ceil(self._samples_per_epoch() / (self.batch_size * world_size))
         return math.ceil(batches_per_rank / max(1, self.num_workers))
 
     def train_dataloader(self) -> DataLoader:
@@ -174,27 +205,37 @@ class TaggingDataModule(pl.LightningDataModule):
             self.setup("fit")
         rank, world_size = self._distribution()
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        keep = self.train_keys
+        shards = [(url, [k for k in keys if k in keep]) for url, keys in self.directory.split_shards("train")]
         dataset = TrainPatches(
-            self._shards("train"), self._vocab, crop_samples=self.train_crop, patches_per_clip=self.patches_per_clip,
-            shuffle_buffer=self.shuffle_buffer, batch_size=self.batch_size,
-            batches_per_worker=self.train_batches_per_worker(world_size), workers=self.num_workers, seed=self.seed,
-            rank=rank, world_size=world_size, epoch=epoch)
+            shards,
+            self._vocab,
+            crop_samples=self.train_crop,
+            patches_per_clip=self.patches_per_clip,
+            shuffle_buffer=self.shuffle_buffer,
+            batch_size=self.batch_size,
+            batches_per_worker=self.train_batches_per_worker(world_size),
+            workers=self.num_workers,
+            seed=self.seed,
+            rank=rank,
+            world_size=world_size,
+            epoch=epoch,
+        )
         # Persistent workers keep their copy of the dataset, whose epoch counter then moves on
         # every epoch (fresh workers would start from the same epoch and repeat the same draws).
-        return DataLoader(dataset, batch_size=None, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available())
+        return DataLoader(
+            dataset, batch_size=None, persistent_workers=self.num_workers > 0, **self._loader_options(self.num_workers)
+        )
 
     # --- evaluation ------------------------------------------------------------------------
 
     def _eval_dataloader(self, split: str) -> DataLoader:
         rank, world_size = self._distribution()
-        shards = self._shards(split)
-        mine = shards[rank::world_size]
-        counts = self.stats.get("shard_clips", {})
-        n_clips = sum(counts[Path(s).name] for s in mine) if all(Path(s).name in counts for s in mine) else None
-        dataset = EvalClips(shards, self._vocab, rank=rank, world_size=world_size, n_clips=n_clips)
-        workers = min(self.num_workers, len(mine))  # a worker without a shard would only cost start-up time
-        return DataLoader(dataset, batch_size=None, num_workers=workers, pin_memory=torch.cuda.is_available())
+        dataset = EvalClips(self.directory.split_shards(split), self._vocab, rank=rank, world_size=world_size)
+        workers = min(self.num_workers, dataset.n_clips)  # a worker without clips would only cost start-up time
+        # Persistent: Lightning reuses the validation loader every epoch, and restarting spawned
+        # workers costs seconds each time (EvalClips holds no state between passes).
+        return DataLoader(dataset, batch_size=None, persistent_workers=workers > 0, **self._loader_options(workers))
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_dataloader("valid")

@@ -28,9 +28,26 @@ class BuildError(DataError):
     """A shard build that cannot go on (bad arguments, an output directory built differently)."""
 
 
+class ShardOpenError(DataError):
+    """A shard that cannot be opened or read at all (missing, no permission, HTTP error, not a tar)."""
+
+
 class SkipItem(Exception):
     """Raised by an item's loader to leave the item out of the shards, counted with this reason.
 
-    :class:`AudioDecodeError` has the same effect; raise ``SkipItem`` for other reasons
-    (e.g. a clip shorter than the source accepts).
+    :class:`AudioDecodeError` has the same effect (kind "unreadable"); raise ``SkipItem``
+    for other reasons (e.g. a clip shorter than the source accepts).
+
+    Args:
+        reason: what went wrong, for people (recorded in stats.json).
+        kind: the category counted in stats.json's ``skipped_by_kind``: one of
+            :data:`SKIP_KINDS` ("missing", "unreadable", "empty", "too_short", "silent")
+            or a source's own word.
     """
+
+    def __init__(self, reason: str, kind: str = "other") -> None:
+        super().__init__(reason)
+        self.kind = kind
+
+
+SKIP_KINDS = ("missing", "unreadable", "empty", "too_short", "silent", "invalid", "other")

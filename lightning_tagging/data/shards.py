@@ -5,6 +5,7 @@ A shard directory holds::
     <root>/<split>-000000.tar ...   WebDataset tars, split in {train, valid, test}
     <root>/vocab.json               the ordered tag list (the model's output order)
     <root>/stats.json               counts per split and tag, durations, build arguments, skips
+    <root>/index.json               the keys of every shard, in order ({"train-000000.tar": [key, ...]})
 
 Each sample of a tar is two members with the same key: ``<key>.flac`` (16 kHz mono,
 16-bit; ``<key>.wav`` 16-bit PCM when the payload is "pcm16") and ``<key>.json``
@@ -34,6 +35,7 @@ PAYLOADS = {"flac": ("flac", "FLAC"), "pcm16": ("wav", "WAV")}  # payload → (e
 AUDIO_EXTENSIONS = tuple(ext for ext, _ in PAYLOADS.values())
 VOCAB_FILE = "vocab.json"
 STATS_FILE = "stats.json"
+INDEX_FILE = "index.json"
 
 
 def shard_name(split: str, index: int) -> str:
@@ -134,6 +136,17 @@ def read_samples(path: str | Path) -> Iterator[dict[str, Any]]:
             sample[extension] = tar.extractfile(member).read()  # type: ignore[union-attr]
         if sample:
             yield sample
+
+
+def shard_keys(path: str | Path) -> list[str]:
+    """The sample keys of a local shard, in order, from its tar headers only (no audio is read)."""
+    keys: list[str] = []
+    with tarfile.open(path, "r:") as tar:
+        for member in tar:
+            key = member.name.partition(".")[0]
+            if member.isfile() and (not keys or keys[-1] != key):
+                keys.append(key)
+    return keys
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

@@ -1,143 +1,102 @@
 """Iterable datasets over shards: endless random training patches, and every eval clip once.
 
-Both read tars with WebDataset's tar reader and decode each sample themselves: the audio
-with soundfile (``decode_audio``), the metadata with ``json`` — never pickle. A sample whose
-audio or JSON cannot be read is skipped with a warning (and counted in ``skipped``); a tag
-that is not in the vocabulary is an error (the shards and the model disagree about what
-the outputs mean, which no amount of skipping fixes).
+Both are given the shards as ``(url, keys)`` pairs from the directory's index (the keys a
+stream may use from that shard, in order) and read them with ``ShardReader``: audio with
+soundfile, metadata with ``json``, never pickle. Corrupt samples are skipped and counted;
+an unopenable shard stops the run with its name (see ``reader.py``).
 
-Distribution. Both streams work out their share from (rank, world size) and the DataLoader
-worker they run in:
+Distribution. Rank and world size are fixed when a dataset is constructed (explicit, or
+detected in the constructing process: see ``distributed.py``); the DataLoader worker is
+asked at iteration time.
 
-- training (open_clip style): each (rank, worker) draws shards *with replacement* from its
-  own seeded generator, forever, and yields exactly ``batches_per_worker`` batches per
-  epoch; so every rank runs the same number of steps and DDP never waits on a rank that
-  ran out of data. An epoch is a fixed number of samples, not a pass over the data.
-- evaluation: shards are dealt out round-robin, first over ranks, then over the workers
-  of a rank; each clip is seen exactly once, whole, as a batch of one.
+- Training (open_clip style): each (rank, worker) draws shards *with replacement* from its
+  own generator seeded with (seed, epoch, rank, worker), forever, each shard with
+  probability proportional to the clips it holds for this run (all of them, or those of a
+  ``train_size`` subset), and yields exactly ``batches_per_worker`` batches per epoch. So
+  every rank runs the same number of steps, DDP never waits on a rank that ran out of
+  data, any number of shards serves any number of ranks × workers, and a skipped sample
+  changes nothing for other ranks. An epoch is a number of samples, not an exact pass.
+- Evaluation: the split's clips, numbered in index order, are cut into contiguous ranges,
+  first one per rank, then one per worker of a rank (sizes differ by at most one). Every
+  clip is evaluated exactly once, whole, however many shards, ranks and workers there
+  are; a worker opens only the shards its range touches and reads only its own samples.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
-import logging
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import torch
-import webdataset as wds
-from torch.utils.data import IterableDataset, get_worker_info
+from torch.utils.data import IterableDataset
 
-from .audio import decode_audio
-from .errors import AudioDecodeError, DataError, VocabularyMismatchError
-from .shards import AUDIO_EXTENSIONS
+from .distributed import resolve_distribution, share, worker_info
+from .errors import DataError
+from .reader import ShardReader
 
-log = logging.getLogger(__name__)
-DecodedSample = tuple[str, np.ndarray, np.ndarray]  # key, audio [samples], multi-hot [n_tags]
-
-
-class CorruptSample(Exception):
-    """A sample whose audio or metadata cannot be read."""
-
-
-def decode_sample(sample: dict[str, Any], vocab_index: dict[str, int]) -> DecodedSample:
-    """One raw WebDataset sample → (key, audio ``[samples]`` float32, multi-hot ``[n_tags]`` float32).
-
-    Raises:
-        CorruptSample: missing or unreadable audio or JSON.
-        VocabularyMismatchError: a tag missing from the vocabulary.
-    """
-    key = sample.get("__key__", "?")
-    audio_bytes = next((sample[ext] for ext in AUDIO_EXTENSIONS if ext in sample), None)
-    if audio_bytes is None or "json" not in sample:
-        raise CorruptSample(f"sample {key!r} lacks an audio ({'/'.join(AUDIO_EXTENSIONS)}) or json member")
-    try:
-        meta = json.loads(sample["json"])
-        tags = meta["tags"]
-        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-            raise TypeError("tags must be a list of strings")
-    except (ValueError, KeyError, TypeError) as error:
-        raise CorruptSample(f"sample {key!r} has unreadable metadata: {error}") from error
-    target = np.zeros(len(vocab_index), np.float32)
-    for tag in tags:
-        index = vocab_index.get(tag)
-        if index is None:
-            raise VocabularyMismatchError(
-                f"sample {key!r} ({sample.get('__url__', '?')}) has the tag {tag!r}, which vocab.json does not "
-                "list: the shards and their vocabulary do not match; rebuild the directory with `lt data build`")
-        target[index] = 1.0
-    try:
-        audio = decode_audio(audio_bytes)
-    except AudioDecodeError as error:
-        raise CorruptSample(f"sample {key!r}: {error}") from error
-    return key, audio, target
-
-
-def distribution_info(rank: int | None = None, world_size: int | None = None) -> tuple[int, int, int, int]:
-    """(rank, world size, worker, workers) of the calling process; explicit rank/world size win."""
-    env_rank, env_world, _, _ = wds.utils.pytorch_worker_info()
-    worker = get_worker_info()
-    return (env_rank if rank is None else rank, env_world if world_size is None else world_size,
-            worker.id if worker else 0, worker.num_workers if worker else 1)
-
-
-class _SampleReader:
-    """Raw samples of a stream of shard paths; tar-level errors and corrupt samples warn and count."""
-
-    def __init__(self) -> None:
-        self.skipped = 0
-
-    def _tar_error(self, error: Exception) -> bool:
-        self.skipped += 1
-        log.warning("skipping unreadable shard data: %r", error)
-        return True  # go on with the next member or shard
-
-    def samples(self, paths: Iterator[str], vocab_index: dict[str, int]) -> Iterator[DecodedSample]:
-        raw = wds.tarfile_to_samples(handler=self._tar_error)({"url": p} for p in paths)
-        for sample in raw:
-            try:
-                yield decode_sample(sample, vocab_index)
-            except CorruptSample as error:
-                self.skipped += 1
-                log.warning("skipping corrupt sample: %s", error)
+Shards = Sequence[tuple[str, Sequence[str]]]  # (url, keys this stream uses from it, in shard order)
 
 
 class EvalClips(IterableDataset):
-    """Every clip of some shards exactly once, whole: ``{"audio": [1, samples], "tags": [1, n_tags], "key": [key]}``.
+    """Every clip of one split exactly once, whole: ``{"audio": [1, samples], "tags": [1, n_tags], "key": [key]}``.
+
+    A rank whose range is empty (fewer clips than ranks) yields one empty batch
+    (``audio`` ``[0, 0]``, ``key`` ``[]``), so that it still runs the evaluation loop and
+    meets the other ranks when they gather results.
 
     Args:
-        shards: shard paths of one split, in order.
+        shards: ``(url, keys)`` of the split's shards, in index order.
         vocab: the tag vocabulary (the order of ``tags``).
-        rank, world_size: this process's place in distributed evaluation (None: ask torch).
-        n_clips: clips of this rank's shards, if known (reported as ``len``).
+        rank, world_size: this process's place (None: detected now, see ``distributed.py``).
     """
 
-    def __init__(self, shards: Sequence[str], vocab: Sequence[str], rank: int | None = None,
-                 world_size: int | None = None, n_clips: int | None = None) -> None:
-        self.shards, self.vocab_index = list(shards), {t: i for i, t in enumerate(vocab)}
-        self.rank, self.world_size, self.n_clips = rank, world_size, n_clips
-        self.reader = _SampleReader()
+    def __init__(
+        self, shards: Shards, vocab: Sequence[str], rank: int | None = None, world_size: int | None = None
+    ) -> None:
+        self.shards = [(url, list(keys)) for url, keys in shards]
+        self.vocab_index = {t: i for i, t in enumerate(vocab)}
+        self.rank, self.world_size = resolve_distribution(rank, world_size)
+        self.n_total = sum(len(keys) for _, keys in self.shards)
+        self.rank_range = share(self.n_total, self.world_size, self.rank)
+        self.reader = ShardReader(self.vocab_index)
 
-    def shards_of_rank(self) -> list[str]:
-        rank, world, _, _ = distribution_info(self.rank, self.world_size)
-        return self.shards[rank::world]
+    @property
+    def n_clips(self) -> int:
+        """Clips this rank evaluates."""
+        return self.rank_range[1] - self.rank_range[0]
 
     def __len__(self) -> int:
-        if self.n_clips is None:
-            raise TypeError("the number of clips is unknown")
-        return self.n_clips
+        return max(1, self.n_clips)
+
+    def keys_of(self, start: int, stop: int) -> Iterator[tuple[str, set[str]]]:
+        """(url, wanted keys) of the shards that clips ``[start, stop)`` (index order) lie in."""
+        offset = 0
+        for url, keys in self.shards:
+            lo, hi = max(start, offset), min(stop, offset + len(keys))
+            if lo < hi:
+                yield url, set(keys[lo - offset : hi - offset])
+            offset += len(keys)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        _, _, worker, workers = distribution_info(self.rank, self.world_size)
-        mine = self.shards_of_rank()[worker::workers]
-        for key, audio, target in self.reader.samples(iter(mine), self.vocab_index):
-            yield {"audio": torch.from_numpy(audio)[None], "tags": torch.from_numpy(target)[None], "key": [key]}
+        worker, workers = worker_info()
+        if self.n_clips == 0:
+            if worker == 0:
+                yield {"audio": torch.zeros(0, 0), "tags": torch.zeros(0, len(self.vocab_index)), "key": []}
+            return
+        first, last = share(self.n_clips, workers, worker)
+        start = self.rank_range[0]
+        for url, wanted in self.keys_of(start + first, start + last):
+            for key, audio, target in self.reader.samples(url, wanted):
+                yield {"audio": torch.from_numpy(audio)[None], "tags": torch.from_numpy(target)[None], "key": [key]}
 
 
 class TrainPatches(IterableDataset):
-    """Endless random patches, batched: ``{"audio": [B, crop_samples], "tags": [B, n_tags]}`` float32.
+    """Endless random patches, batched: ``{"audio": [B, crop_samples], "tags": [B, n_tags], "skipped": []}``.
+
+    ``audio`` and ``tags`` are float32; ``skipped`` (int64 scalar) counts the samples this
+    worker skipped as corrupt since its previous batch (the module logs their sum).
 
     Each decoded clip gives ``patches_per_clip`` crops at random offsets (a clip shorter
     than the crop is zero-padded at the end), so decoding is paid once per several
@@ -146,7 +105,7 @@ class TrainPatches(IterableDataset):
     (seed, epoch, rank, worker): runs are reproducible, epochs and workers differ.
 
     Args:
-        shards: training shard paths.
+        shards: ``(url, keys)``: the shards and the keys to train on from each (a subset's).
         vocab: the tag vocabulary.
         crop_samples: samples per patch.
         patches_per_clip: crops taken from each decoded clip.
@@ -155,37 +114,59 @@ class TrainPatches(IterableDataset):
         batches_per_worker: batches each DataLoader worker yields per epoch.
         workers: DataLoader workers (``len`` is ``batches_per_worker × max(1, workers)``).
         seed: base seed.
-        rank, world_size: distributed place (None: ask torch).
+        rank, world_size: distributed place (None: detected now, see ``distributed.py``).
         epoch: the first epoch's number (when resuming); each ``iter()`` starts the next.
     """
 
-    def __init__(self, shards: Sequence[str], vocab: Sequence[str], crop_samples: int, patches_per_clip: int,
-                 shuffle_buffer: int, batch_size: int, batches_per_worker: int, workers: int, seed: int,
-                 rank: int | None = None, world_size: int | None = None, epoch: int = 0) -> None:
-        self.shards, self.vocab_index = list(shards), {t: i for i, t in enumerate(vocab)}
+    def __init__(
+        self,
+        shards: Shards,
+        vocab: Sequence[str],
+        crop_samples: int,
+        patches_per_clip: int,
+        shuffle_buffer: int,
+        batch_size: int,
+        batches_per_worker: int,
+        workers: int,
+        seed: int,
+        rank: int | None = None,
+        world_size: int | None = None,
+        epoch: int = 0,
+    ) -> None:
+        self.shards = [(url, frozenset(keys)) for url, keys in shards if keys]
+        if not self.shards:
+            raise DataError("no training clips to draw from")
+        weights = np.array([len(keys) for _, keys in self.shards], np.float64)
+        self.probabilities = weights / weights.sum()  # every clip equally likely, whatever its shard's size
+        self.vocab_index = {t: i for i, t in enumerate(vocab)}
         self.crop_samples, self.patches_per_clip = crop_samples, patches_per_clip
         self.shuffle_buffer, self.batch_size = max(1, shuffle_buffer), batch_size
         self.batches_per_worker, self.workers = batches_per_worker, workers
-        self.seed, self.rank, self.world_size, self.epoch = seed, rank, world_size, epoch
-        self.reader = _SampleReader()
+        self.seed, self.epoch = seed, epoch
+        self.rank, self.world_size = resolve_distribution(rank, world_size)
+        self.reader = ShardReader(self.vocab_index)
 
     def __len__(self) -> int:
         return self.batches_per_worker * max(1, self.workers)
 
-    def _shard_stream(self, rng: np.random.Generator, since_last_clip: list[int]) -> Iterator[str]:
-        """Shards drawn with replacement, forever; fails instead of spinning on unreadable data."""
+    def _clips(self, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Clips of shards drawn with replacement, forever; fails instead of spinning on unreadable data."""
         limit = 10 * len(self.shards) + 100
+        since_last_clip = 0
         while True:
-            since_last_clip[0] += 1
-            if since_last_clip[0] > limit:
-                raise DataError(f"read {limit} shards in a row without one readable clip "
-                                f"(e.g. {self.shards[0]}); the shards are empty or corrupt: rebuild them")
-            yield self.shards[int(rng.integers(len(self.shards)))]
+            url, keys = self.shards[int(rng.choice(len(self.shards), p=self.probabilities))]
+            for _, audio, target in self.reader.samples(url, set(keys)):
+                since_last_clip = 0
+                yield audio, target
+            since_last_clip += 1
+            if since_last_clip > limit:
+                raise DataError(
+                    f"read {limit} shards in a row without one readable clip (e.g. {url}); the shards "
+                    "are empty or corrupt: rebuild them"
+                )
 
     def _patches(self, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        since_last_clip = [0]
-        for _, audio, target in self.reader.samples(self._shard_stream(rng, since_last_clip), self.vocab_index):
-            since_last_clip[0] = 0
+        for audio, target in self._clips(rng):
             if len(audio) < self.crop_samples:
                 audio = np.pad(audio, (0, self.crop_samples - len(audio)))
             for start in rng.integers(0, len(audio) - self.crop_samples + 1, self.patches_per_clip):
@@ -201,11 +182,16 @@ class TrainPatches(IterableDataset):
         # never reached: the patch stream is endless
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        rank, _, worker, _ = distribution_info(self.rank, self.world_size)
-        rng = np.random.default_rng([self.seed, self.epoch, rank, worker])
+        worker, _ = worker_info()
+        rng = np.random.default_rng([self.seed, self.epoch, self.rank, worker])
         self.epoch += 1  # the next iter() (persistent workers: the next epoch) draws differently
         patches = self._shuffled(self._patches(rng), rng)
+        reported = self.reader.skipped
         for _ in range(self.batches_per_worker):
             batch = list(itertools.islice(patches, self.batch_size))
-            yield {"audio": torch.from_numpy(np.stack([a for a, _ in batch])),
-                   "tags": torch.from_numpy(np.stack([t for _, t in batch]))}
+            skipped, reported = self.reader.skipped - reported, self.reader.skipped
+            yield {
+                "audio": torch.from_numpy(np.stack([a for a, _ in batch])),
+                "tags": torch.from_numpy(np.stack([t for _, t in batch])),
+                "skipped": torch.tensor(skipped, dtype=torch.int64),
+            }

@@ -64,7 +64,7 @@ from . import Item, Source, register_source
 
 # Bump when a change to data/synth/ changes the audio or tags of a given (seed, index):
 # the builder refuses to resume a directory built with another version.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: keys limited to C and G (data/synth/arrange.py)
 _GOLDEN = 0.6180339887498949  # frac(i × golden ratio) spreads any prefix of clips evenly over splits
 
 
