@@ -8,7 +8,7 @@ LT := $(VENV)/bin/lt
 DEMO_DATA ?= data/synthetic
 DEMO_CLIPS ?= 2000
 
-.PHONY: demo test lint install clean-demo
+.PHONY: demo test lint install clean-demo system-deps
 
 # Reinstalls whenever pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -20,10 +20,15 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 demo: $(VENV)/.installed
-	$(LT) data build synthetic --out $(DEMO_DATA) --n-clips $(DEMO_CLIPS) --seed 0
+	$(LT) data build synthetic --out $(DEMO_DATA) --n-clips $(DEMO_CLIPS) --valid-fraction 0.05 --seed 0
 	$(LT) run --config experiments/demo.yaml
 
-test: $(VENV)/.installed
+# What the tests need outside .venv: Slurm and munge for the one-node cluster of tests/test_slurm.py.
+# As root it apt-installs them when missing; otherwise it says what to install (and those tests fail saying so).
+system-deps:
+	bash slurm/system-deps.sh
+
+test: $(VENV)/.installed system-deps
 	$(PY) -m pytest
 
 lint: $(VENV)/.installed

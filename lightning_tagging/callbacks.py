@@ -4,6 +4,7 @@
         config.yaml            the fully resolved config (LightningCLI)
         checkpoints/best.ckpt  best validation PR-AUC
         checkpoints/last.ckpt  latest state, for resuming
+        checkpoints/hpc_ckpt_N.ckpt  taken on a preemption signal (preemption.py), mid-epoch
         frontend_values.csv    learned front-end scalars (log_learn's alpha, beta) at every step
         results.json           test metrics, written when a test run ends
         wandb/                 the W&B run (offline unless W&B is configured)
@@ -14,14 +15,18 @@ Nothing depends on timestamps, so a rerun of the same config finds its own state
 from __future__ import annotations
 
 import csv
-import json
 import os
+import random
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.utilities import rank_zero_only
+
+from lightning_tagging.jsonio import write_json_atomically
 
 
 class RunCheckpoint(ModelCheckpoint):
@@ -37,6 +42,24 @@ class RunCheckpoint(ModelCheckpoint):
             self.dirpath = os.path.join(trainer.default_root_dir, "checkpoints")
         super().setup(trainer, pl_module, stage)
 
+    # Lightning (2.6) rewrites last.ckpt only when the same step also produced a best checkpoint;
+    # resuming needs the latest state at every save point, improved or not.
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        due = not self._should_skip_saving_checkpoint(trainer) and self._should_save_on_train_epoch_end(trainer)
+        super().on_train_epoch_end(trainer, pl_module)
+        if due:
+            self._refresh_last(trainer)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        due = not self._should_skip_saving_checkpoint(trainer) and not self._should_save_on_train_epoch_end(trainer)
+        super().on_validation_end(trainer, pl_module)
+        if due:
+            self._refresh_last(trainer)
+
+    def _refresh_last(self, trainer: pl.Trainer) -> None:
+        if self._last_global_step_saved != trainer.global_step:  # no best checkpoint at this step
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
 
 class FrontendTrajectory(Callback):
     """Appends the front-end's learned scalars (e.g. alpha, beta) to a CSV after every optimizer step.
@@ -46,6 +69,23 @@ class FrontendTrajectory(Callback):
     """
 
     filename = "frontend_values.csv"
+
+    @rank_zero_only
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # (After the checkpoint is restored, so global_step is where training resumes.)
+        # A resumed run repeats the steps after its checkpoint: drop the rows an interrupted
+        # attempt wrote past that point, so every step appears once.
+        path = Path(trainer.default_root_dir) / self.filename
+        if not path.exists():
+            return
+        with path.open(newline="") as f:
+            rows = list(csv.reader(f))
+        kept = rows[:1] + [row for row in rows[1:] if row and int(row[0]) <= trainer.global_step]
+        if len(kept) != len(rows):
+            tmp = path.with_suffix(".tmp")
+            with tmp.open("w", newline="") as f:
+                csv.writer(f).writerows(kept)
+            os.replace(tmp, path)
 
     @rank_zero_only
     def on_train_batch_end(
@@ -62,6 +102,27 @@ class FrontendTrajectory(Callback):
             if new_file:
                 writer.writerow(["step", *values])
             writer.writerow([trainer.global_step, *(f"{v:.6g}" for v in values.values())])
+
+
+class StepSeed(Callback):
+    """Seeds the random generators before every training step from (global seed, step).
+
+    Dropout and any other draw of a step then depend only on the step number, not on how many
+    draws happened before (data loader start-ups, validation, an earlier attempt): a run resumed
+    from a checkpoint takes exactly the steps an uninterrupted run would have taken.
+    """
+
+    def __init__(self, seed: int | None = None) -> None:
+        self.seed = seed
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        base = self.seed if self.seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
+        seed = (base * 1_000_003 + trainer.global_step) % 2**32
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        random.seed(seed)
 
 
 class ResultsWriter(Callback):
@@ -86,11 +147,3 @@ class ResultsWriter(Callback):
             "per_tag": results["per_tag"],
         }
         write_json_atomically(Path(trainer.default_root_dir) / self.filename, record)
-
-
-def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON to a temporary file and rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)

@@ -7,6 +7,8 @@
     lt weights import musicnn [--model MTT_musicnn]         published weights (lightning_tagging/weights/)
     lt tag FILE... --weights musicnn:MTT_musicnn            tag audio files with a trained model
     lt bench model | fit                                    throughput and memory (lightning_tagging/bench/)
+    lt matrix list | run | submit M                         an experiment matrix, here or on Slurm (matrix/)
+    lt report M                                             tables and figures of a matrix's results (report/)
 
 Each command lives in its own module and is imported only when used, so `lt models` does
 not pay for W&B or webdataset imports. Mistakes a user can fix (`UserError`, bad paths,
@@ -34,6 +36,8 @@ COMMANDS = {
     "weights": "lightning_tagging.weights.cli:main",
     "tag": "lightning_tagging.tag_cli:main",
     "bench": "lightning_tagging.bench.cli:main",
+    "matrix": "lightning_tagging.matrix.cli:main",
+    "report": "lightning_tagging.report.cli:main",
 }
 # Subcommands that get their own name as the first argument (LightningCLI needs it).
 PASS_COMMAND_NAME = {"fit", "validate", "test", "run"}

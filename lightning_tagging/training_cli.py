@@ -4,31 +4,42 @@ What this adds to a plain LightningCLI:
 - the backbone's ``n_tags`` and the module's ``tags`` are linked from the data's
   ``vocab.json``, so no config repeats them;
 - every run gets the run-dir callbacks (`callbacks.py`) and, unless the config names a
-  logger, a W&B logger that is offline when W&B is not configured;
-- ``lt run`` = fit, then test the best checkpoint, in one process; it resumes from
-  ``<run dir>/checkpoints/last.ckpt`` when an earlier attempt was interrupted.
+  logger, a W&B logger that is offline when W&B is not configured (with the resolved config
+  logged, and per-tag tables and images at test time, `wandb_media.py`);
+- ``lt run`` = fit, then test the best checkpoint, in one process; it resumes from the newest
+  of ``<run dir>/checkpoints/last.ckpt`` and ``preempted.ckpt`` when an earlier attempt was
+  interrupted, taking the same steps an uninterrupted run would (`resume.py`);
+- SIGUSR1 checkpoints at the next step and, under Slurm, requeues the job (`preemption.py`).
 """
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 from typing import Any
 
 from pytorch_lightning import Trainer
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning.loggers import WandbLogger
 
-from lightning_tagging.callbacks import FrontendTrajectory, ResultsWriter, RunCheckpoint
+from lightning_tagging.callbacks import FrontendTrajectory, ResultsWriter, RunCheckpoint, StepSeed
 from lightning_tagging.data.datamodule import TaggingDataModule
 from lightning_tagging.module import TaggingModule
-from lightning_tagging.wandb_setup import default_wandb_logger
+from lightning_tagging.preemption import PREEMPTED_CHECKPOINT, Preempted, RequeueOnSignal
+from lightning_tagging.resume import ResumableTrainLoader, resume_checkpoint
+from lightning_tagging.wandb_media import WandbMedia
+from lightning_tagging.wandb_setup import WandbRun, default_wandb_logger
 
 DEFAULT_RUN_DIR = "runs/default"
+PREEMPTED_EXIT_CODE = 3  # checkpointed on a preemption signal; not finished
 
 
 class TaggingCLI(LightningCLI):
     """LightningCLI for `TaggingModule` + `TaggingDataModule` (front-end and backbone in subclass mode)."""
 
-    def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
+    def __init__(self, args: list[str] | None = None, run: bool = True, wandb_run: WandbRun | None = None) -> None:
+        self.wandb_run = wandb_run or WandbRun()
         super().__init__(
             TaggingModule,
             TaggingDataModule,
@@ -36,7 +47,14 @@ class TaggingCLI(LightningCLI):
             run=run,
             trainer_defaults={
                 "default_root_dir": DEFAULT_RUN_DIR,
-                "callbacks": [RunCheckpoint(), FrontendTrajectory(), ResultsWriter()],
+                "callbacks": [
+                    RunCheckpoint(),
+                    FrontendTrajectory(),
+                    ResultsWriter(),
+                    StepSeed(),
+                    RequeueOnSignal(),
+                    WandbMedia(),
+                ],
             },
             save_config_kwargs={"overwrite": True},
         )
@@ -48,8 +66,28 @@ class TaggingCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         trainer_config = self._get(self.config_init, "trainer", default={})
         if trainer_config.get("logger") in (None, True):
-            kwargs["logger"] = default_wandb_logger(trainer_config.get("default_root_dir") or DEFAULT_RUN_DIR)
+            run_dir = trainer_config.get("default_root_dir") or DEFAULT_RUN_DIR
+            kwargs["logger"] = default_wandb_logger(run_dir, self.wandb_run)
         return super().instantiate_trainer(**kwargs)
+
+    def instantiate_classes(self) -> None:
+        super().instantiate_classes()
+        # The DataModule's training loader, wrapped so that a run resumed mid-epoch replays the
+        # same batches (resume.py); Lightning calls the hook, so wrapping the bound method suffices.
+        datamodule = self.datamodule
+        make_loader = datamodule.train_dataloader
+        # datamodule.trainer: whichever Trainer is fitting now (tools such as `lt bench fit` bring their own).
+        datamodule.train_dataloader = lambda: ResumableTrainLoader(make_loader(), datamodule.trainer)
+        self._log_config()
+
+    def _log_config(self) -> None:
+        """Give W&B the fully resolved config (and a matrix cell's axes); the logger logs on rank zero only."""
+        logger = self.trainer.logger
+        if not isinstance(logger, WandbLogger):
+            return
+        config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
+        resolved = json.loads(json.dumps(config.as_dict(), default=str))
+        logger.log_hyperparams({"config": resolved, **self.wandb_run.config})
 
 
 def main(argv: list[str]) -> int:
@@ -58,7 +96,15 @@ def main(argv: list[str]) -> int:
     if command != "run":
         TaggingCLI(args=[command, *rest])
         return 0
-    results = run_fit_and_test(rest)
+    try:
+        results = run_fit_and_test(rest)
+    except Preempted as stop:
+        try:
+            stop.requeue()
+        except RuntimeError as error:  # e.g. a partition that forbids requeues: resubmit by hand
+            print(f"lt run: {error}", file=sys.stderr)
+        print(f"lt run: {stop}", file=sys.stderr)
+        return PREEMPTED_EXIT_CODE
     if results is not None:
         print(summary_line(results))
     return 0
@@ -76,15 +122,37 @@ def summary_line(results: dict[str, Any]) -> str:
     return "RESULT " + " | ".join(parts)
 
 
-def run_fit_and_test(args: list[str]) -> dict[str, Any] | None:
-    """`lt run`: fit (resuming from last.ckpt if present), then test the best checkpoint.
+def run_fit_and_test(args: list[str], wandb_run: WandbRun | None = None) -> dict[str, Any] | None:
+    """`lt run`: fit (resuming from the newest checkpoint if any), then test the best checkpoint.
 
     Returns the test results (also written to ``<run dir>/results.json``).
+
+    Raises:
+        Preempted: a preemption signal stopped training after a checkpoint (see preemption.py).
     """
-    cli = TaggingCLI(args=args, run=False)
+    cli = TaggingCLI(args=args, run=False, wandb_run=wandb_run)
     trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
-    last = Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
-    trainer.fit(model, datamodule=datamodule, ckpt_path=str(last) if last.exists() else None)
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
+    exit_code = 1
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume_checkpoint(trainer.default_root_dir))
+        if trainer.is_global_zero:  # superseded by last.ckpt now that training is complete
+            (Path(trainer.default_root_dir) / "checkpoints" / PREEMPTED_CHECKPOINT).unlink(missing_ok=True)
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
+        exit_code = 0
+    except Preempted:
+        exit_code = 0  # a pause, not a failure: the requeued attempt continues the same W&B run
+        raise
+    finally:
+        finish_wandb_run(trainer, exit_code)
     return model.test_results
+
+
+def finish_wandb_run(trainer: Trainer, exit_code: int) -> None:
+    """End this process's W&B run now (not at interpreter exit): its data is flushed before a requeue,
+    and a second run in the same process (tests, notebooks) gets a run of its own."""
+    if any(isinstance(logger, WandbLogger) for logger in trainer.loggers) and trainer.is_global_zero:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.run.finish(exit_code=exit_code)
