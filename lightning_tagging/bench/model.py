@@ -1,8 +1,9 @@
 """`lt bench model`: training-step and inference throughput of front-end + backbone.
 
 Data is already on the device (random audio), so this measures the model alone. Every
-configuration is printed next to the plain eager fp32 version of the same model,
-measured in the same run, because absolute figures drift between runs and machines.
+configuration is printed next to the plain version of the same model (eager, fp32, library
+convolutions: ``conv_impl="conv2d"`` where a backbone has faster implementations), measured
+in the same run, because absolute figures drift between runs and machines.
 
     lt bench model --backbone musicnn samplecnn --batch 16 256 --precision fp32 bf16-mixed
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
 import json
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -40,8 +42,12 @@ class ModelConfig:
 
     @property
     def baseline(self) -> ModelConfig:
-        """The same model and batch, plain eager fp32."""
-        return ModelConfig(self.backbone, self.batch, compression=self.compression, backbone_args=self.backbone_args)
+        """The same model and batch, plain eager fp32, with the straightforward implementation."""
+        args = json.loads(self.backbone_args)
+        if "conv_impl" in inspect.signature(BACKBONES[self.backbone]).parameters:
+            args["conv_impl"] = "conv2d"  # the library conv: what a plain PyTorch port would run
+        return ModelConfig(self.backbone, self.batch, compression=self.compression,
+                           backbone_args=json.dumps(args, sort_keys=True))
 
     @property
     def label(self) -> str:

@@ -28,11 +28,13 @@ def single_channel_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
 
     Returns ``[B, C, F - kh + 1, T - kw + 1]``. ``impl``: ``"conv2d"`` (library conv),
     ``"mel_windows"`` (1-D conv over stacked mel windows), or ``"auto"``: ``mel_windows``
-    when training on CPU (where the library conv's backward is slow), else ``conv2d``
-    (the library forward is faster on CPU, and accelerators' kernels are fast).
+    when training on CPU with a kernel taller than one band (where the library conv's
+    backward is slow), else ``conv2d`` (the library forward is faster on CPU, one-band
+    kernels gain nothing from windows, and accelerators' kernels are fast).
     """
     if impl == "auto":
-        impl = "mel_windows" if x.device.type == "cpu" and torch.is_grad_enabled() else "conv2d"
+        tall = weight.shape[2] > 1  # a kernel one band tall gains nothing from mel windows
+        impl = "mel_windows" if tall and x.device.type == "cpu" and torch.is_grad_enabled() else "conv2d"
     if impl == "conv2d":
         return F.conv2d(x, weight, bias)
     if impl != "mel_windows":
