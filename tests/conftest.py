@@ -30,6 +30,6 @@ def musicnn_wheel(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPath
     """musicnn-0.1.0-py3-none-any.whl from PyPI (pip download), kept in pytest's cache across runs."""
     from lightning_tagging.weights.musicnn_source import download_wheel
 
-    cache = pytestconfig.cache
+    cache = getattr(pytestconfig, "cache", None)  # None with -p no:cacheprovider
     folder = Path(cache.mkdir("musicnn-wheel")) if cache is not None else tmp_path_factory.mktemp("wheel")
     return download_wheel(folder)

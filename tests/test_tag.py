@@ -15,20 +15,12 @@ from lightning_tagging.cli import main as lt_main
 from lightning_tagging.data.audio import decode_audio
 from lightning_tagging.tag import FailedFile, Tagger, load_module
 from lightning_tagging.tag_cli import output_paths
-from lightning_tagging.weights.musicnn_source import WHEEL_NAME, download_wheel
+from lightning_tagging.weights.musicnn_source import WHEEL_NAME
 
 REAL_CLIP = (
     Path(__file__).resolve().parents[2] / "shared/data/real-audio/joram-moments_of_clarity-08-solipsism-59-88.mp3"
 )
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture(scope="session")
-def musicnn_wheel(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """musicnn-0.1.0-py3-none-any.whl from PyPI (pip download), kept in pytest's cache across runs."""
-    cache = pytestconfig.cache
-    folder = Path(cache.mkdir("musicnn-wheel")) if cache is not None else tmp_path_factory.mktemp("wheel")
-    return download_wheel(folder)
 
 
 @pytest.fixture
