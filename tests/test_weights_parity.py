@@ -116,3 +116,17 @@ def test_clips_shorter_than_one_patch_are_zero_padded_to_one(taggers, clips) -> 
     np.testing.assert_allclose(result.taggram, tagger.tag_audio(padded).taggram, atol=1e-7)
     clip_probabilities = tagger.module.clip_probabilities(torch.from_numpy(short)).numpy()
     np.testing.assert_allclose(result.probabilities, clip_probabilities, atol=1e-6)
+
+
+def test_published_weights_keep_parity_with_the_fused_front_end(taggers, clips, reference) -> None:
+    """conv_impl="fused" (models/fused_branch.py) computes the same function on the imported weights."""
+    tagger = taggers["MTT_musicnn"]
+    backbone = tagger.module.backbone
+    clip = CLIPS[0]
+    try:
+        backbone.use_conv_impl("fused")
+        result = tagger.tag_audio(clips[clip])
+    finally:
+        backbone.use_conv_impl("auto")
+    diff = np.abs(result.taggram - reference[f"MTT_musicnn__{clip}__probs"]).max()
+    assert diff <= PROBABILITY_TOLERANCE, f"max |Δp| {diff:.2e}"

@@ -47,11 +47,16 @@ from torch import nn
 from lightning_tagging.errors import UserError
 
 from .base import Backbone, check_spectrogram
-from .single_channel_conv import single_channel_conv2d
+from .fused_branch import conv_relu_bn_max_over_mel
+from .single_channel_conv import IMPLEMENTATIONS, single_channel_conv2d
 
 # TF's batch-norm defaults: epsilon 0.001, moving-average momentum 0.99 (torch: 1 - 0.99).
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.01
+
+# How the front-end branches run: the conv implementations of single_channel_conv, or "fused"
+# (conv → ReLU → BN → max over mel without the full conv output; models/fused_branch.py).
+BRANCH_IMPLS = (*IMPLEMENTATIONS, "fused")
 
 
 def _scaled(n: float, width: float) -> int:
@@ -82,6 +87,8 @@ class _FrontendBranch(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.pad(x, self.time_padding)  # pads the last (time) axis only
+        if self.conv_impl == "fused":
+            return conv_relu_bn_max_over_mel(x, self.conv, self.bn)
         conv = single_channel_conv2d(x, self.conv.weight, self.conv.bias, self.conv_impl)
         return self.bn(F.relu(conv)).amax(dim=2)
 
@@ -128,8 +135,10 @@ class Musicnn(Backbone):
         midend_filters: filters of each mid-end conv.
         dense_units: units of the penultimate dense layer.
         dropout: dropout probability before each dense layer.
-        conv_impl: how the front-end convs run (``models/single_channel_conv.py``):
-            ``"auto"``, ``"conv2d"`` or ``"mel_windows"``; same weights, same function.
+        conv_impl: how the front-end branches run; same weights, same function:
+            ``"auto"``, ``"conv2d"`` or ``"mel_windows"`` (``models/single_channel_conv.py``),
+            or ``"fused"``: conv → ReLU → BN → max over mel in chunks, without writing the
+            ``[B, filters, mel, T]`` conv output (``models/fused_branch.py``).
     """
 
     input_kind = "spectrogram"
@@ -181,6 +190,15 @@ class Musicnn(Backbone):
         self.dense_bn = nn.BatchNorm1d(units, eps=BN_EPS, momentum=BN_MOMENTUM)
         self.dense_dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(units, n_tags)
+        self.use_conv_impl(conv_impl)
+
+    def use_conv_impl(self, conv_impl: str) -> None:
+        """Switch how the front-end branches run (see ``conv_impl``); weights and function are unchanged."""
+        if conv_impl not in BRANCH_IMPLS:
+            raise UserError(f"unknown musicnn conv_impl {conv_impl!r}; choose one of {BRANCH_IMPLS}")
+        for branch in self.modules():
+            if isinstance(branch, _FrontendBranch):
+                branch.conv_impl = conv_impl
 
     def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """All of musicnn's named intermediate features for spectrograms ``[B, 1, n_mels, T]``.

@@ -1,0 +1,286 @@
+"""musicnn's front-end branch — conv → ReLU → BatchNorm → max over mel — without its big tensor.
+
+Each front-end branch of musicnn computes ``y = relu(conv(x))`` of shape
+``[B, filters, F', T]`` (for the 38-band timbral kernel at batch 256: 256·204·59·187 floats,
+2.3 GB), batch-normalises it and keeps only its maximum over the ``F'`` mel positions. The
+plain implementation writes ``y``, the BN output and the max indices, and keeps them for
+backward; at batch 256 the five branches hold about 19 GB, and most step time goes to
+reading and writing them (BatchNorm forward and backward, the max, layout copies).
+
+Two facts make that tensor unnecessary:
+
+1. BatchNorm is, per channel, ``z = s·(y − μ) + β`` with ``s = γ/√(σ² + ε)``, monotone in
+   ``y``. So ``max_f z = s·(max_f y − μ) + β`` when ``s ≥ 0``, and ``s·(min_f y − μ) + β``
+   when ``s < 0``: the output needs only the max and min of ``y`` over mel, plus the
+   per-channel mean ``μ`` and variance ``σ²`` of ``y``, which are sums.
+2. BatchNorm's backward, ``dy = s·(dz − mean(dz) − ŷ·mean(dz·ŷ))`` with ``ŷ = (y − μ)/√(σ²+ε)``,
+   sees ``dz`` nonzero only where the max was taken. Both means are then per-channel sums
+   over the pooled ``[B, filters, T]`` gradient alone; only the final ``dy`` is dense.
+
+So :class:`_ConvReluBatchNormMax` runs the conv over chunks of mel positions, keeps running
+max/min (with tie counts) and Chan-merged mean/variance, and saves only the input, the pooled
+extremes and the statistics. Backward recomputes each chunk's conv (one extra conv forward)
+and pushes the dense ``dy`` of that chunk straight into the conv's gradients. Peak memory is
+one chunk instead of the whole tensor; the function is the same, ties included: where
+several mel positions share the max, ``amax``'s gradient is split evenly among them, and
+so is it here. Tests compare outputs, all gradients and the running statistics with the
+plain ``conv → relu → BatchNorm2d → amax`` in float64, float32 and bf16 autocast.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .single_channel_conv import single_channel_conv2d
+
+# Elements of one chunk of ``y`` (B·filters·positions·T): 2^26 floats = 256 MiB in fp32.
+# Forward and backward hold a few temporaries of this size, so the branch costs ~1 GiB at most.
+DEFAULT_CHUNK_ELEMENTS = 2**26
+
+
+def conv_relu_bn_max_over_mel(
+    x: torch.Tensor,
+    conv: nn.Conv2d,
+    bn: nn.BatchNorm2d,
+    chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+) -> torch.Tensor:
+    """``bn(relu(conv(x))).amax(dim=2)`` for ``x`` ``[B, 1, F, T]``, never holding the whole conv output.
+
+    ``conv`` is a one-input-channel ``nn.Conv2d`` (no padding: pad ``x`` first) and ``bn`` its
+    ``nn.BatchNorm2d``; in training mode the running statistics are updated exactly as
+    ``BatchNorm2d`` would. Returns ``[B, filters, T - kernel_width + 1]``.
+    """
+    weight, bias = conv.weight, conv.bias
+    n_positions = x.shape[2] - weight.shape[2] + 1
+    per_position = x.shape[0] * weight.shape[0] * (x.shape[3] - weight.shape[3] + 1)
+    chunk = max(1, min(n_positions, chunk_elements // max(1, per_position)))
+    # One band tall: the library conv; taller: 1-D conv over mel windows (see single_channel_conv).
+    impl = "conv2d" if weight.shape[2] == 1 else "mel_windows"
+    gamma = bn.weight if bn.weight is not None else torch.ones_like(bn.running_mean)
+    beta = bn.bias if bn.bias is not None else torch.zeros_like(gamma)
+
+    use_batch_stats = bn.training or bn.running_mean is None
+    if not use_batch_stats:
+        return _with_running_stats(x, weight, bias, bn, gamma, beta, impl, chunk)
+    out, mean, var = _ConvReluBatchNormMax.apply(x, weight, bias, gamma, beta, bn.eps, impl, chunk)
+    if bn.training and bn.track_running_stats and bn.running_mean is not None:
+        _update_running_stats(bn, mean, var, count=per_position * n_positions // weight.shape[0])
+    return out
+
+
+def _update_running_stats(bn: nn.BatchNorm2d, mean: torch.Tensor, var: torch.Tensor, count: int) -> None:
+    """BatchNorm2d's update: exponential average (or cumulative, momentum None), unbiased variance."""
+    with torch.no_grad():
+        bn.num_batches_tracked.add_(1)
+        factor = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+        unbiased = var * (count / max(1, count - 1))
+        bn.running_mean.mul_(1 - factor).add_(mean.to(bn.running_mean.dtype), alpha=factor)
+        bn.running_var.mul_(1 - factor).add_(unbiased.to(bn.running_var.dtype), alpha=factor)
+
+
+def _chunks(n_positions: int, chunk: int) -> list[tuple[int, int]]:
+    return [(start, min(start + chunk, n_positions)) for start in range(0, n_positions, chunk)]
+
+
+def _relu_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, impl: str, start: int,
+               stop: int) -> torch.Tensor:
+    """``relu(conv(x))`` at mel positions ``start:stop``: ``[B, filters, stop - start, T']``."""
+    rows = x[:, :, start:stop + weight.shape[2] - 1]
+    return F.relu(single_channel_conv2d(rows, weight, bias, impl))
+
+
+def _with_running_stats(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm2d,
+                        gamma: torch.Tensor, beta: torch.Tensor, impl: str, chunk: int) -> torch.Tensor:
+    """Evaluation mode: BN is a fixed per-channel affine map, so pool first, then map (autograd as usual).
+
+    As in training mode, a channel with γ = 0 pools by the mean: its BN output ties at every position.
+    """
+    scale = gamma * torch.rsqrt(bn.running_var + bn.eps)
+    sign = scale.sign()[None, :, None]
+    n_positions = x.shape[2] - weight.shape[2] + 1
+    pooled = None
+    for start, stop in _chunks(n_positions, chunk):
+        y = _relu_conv(x, weight, bias, impl, start, stop)
+        high, low, total = y.amax(dim=2), y.amin(dim=2), y.sum(dim=2)
+        if pooled is None:
+            pooled = (high, low, total)
+        else:
+            pooled = (pooled[0].maximum(high), pooled[1].minimum(low), pooled[2] + total)
+    assert pooled is not None
+    high, low, total = pooled
+    extreme = torch.where(sign > 0, high, torch.where(sign < 0, low, total / n_positions))
+    return ((extreme - bn.running_mean[None, :, None]) * scale[None, :, None] + beta[None, :, None]).to(extreme.dtype)
+
+
+class _Extremes:
+    """Running max, min and sum over mel of ``y`` ``[B, C, p, T]`` chunks, and how many positions tie at each.
+
+    Only what some channel needs is computed (``want_high``: a channel with γ > 0, and so on).
+    """
+
+    def __init__(self, want_high: bool, want_low: bool, want_total: bool) -> None:
+        self.want_high, self.want_low, self.want_total = want_high, want_low, want_total
+        self.high: torch.Tensor | None = None
+        self.high_ties: torch.Tensor | None = None
+        self.low: torch.Tensor | None = None
+        self.low_ties: torch.Tensor | None = None
+        self.total: torch.Tensor | None = None
+        self.pooled_shape: tuple[int, ...] = ()
+        self.dtype = torch.float32  # y's
+
+    def add(self, y: torch.Tensor) -> None:
+        self.pooled_shape, self.dtype = (y.shape[0], y.shape[1], y.shape[3]), y.dtype
+        if self.want_high:
+            self.high, self.high_ties = _merge(self.high, self.high_ties, *_extreme(y, y.amax(dim=2)), larger=True)
+        if self.want_low:
+            self.low, self.low_ties = _merge(self.low, self.low_ties, *_extreme(y, y.amin(dim=2)), larger=False)
+        if self.want_total:
+            total = y.sum(dim=2, dtype=_accumulation_dtype(y))
+            self.total = total if self.total is None else self.total + total
+
+
+def _extreme(y: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(extreme ``[B, C, T]``, how many of the chunk's mel positions equal it)."""
+    return value, (y == value.unsqueeze(2)).sum(dim=2, dtype=torch.int32)
+
+
+def _accumulation_dtype(y: torch.Tensor) -> torch.dtype:
+    """float32 for bf16/fp16/fp32 tensors, float64 for float64 ones."""
+    return torch.promote_types(y.dtype, torch.float32)
+
+
+def _merge(old: torch.Tensor | None, old_ties: torch.Tensor | None, new: torch.Tensor, new_ties: torch.Tensor,
+           larger: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Combine two (extreme, tie count) pairs: the better extreme wins; equal extremes add their ties."""
+    if old is None or old_ties is None:
+        return new, new_ties
+    new_wins = new > old if larger else new < old
+    ties = torch.where(new == old, old_ties + new_ties, torch.where(new_wins, new_ties, old_ties))
+    return torch.where(new_wins, new, old), ties
+
+
+class _Moments:
+    """Per-channel mean and biased variance over (batch, mel, time) of chunks, merged in float64 (Chan et al.)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.mean: torch.Tensor | None = None
+        self.m2: torch.Tensor | None = None  # sum of squared deviations from the mean
+
+    def add(self, y: torch.Tensor) -> None:
+        var, mean = torch.var_mean(y.to(_accumulation_dtype(y)), dim=(0, 2, 3), correction=0)
+        n = y.numel() // y.shape[1]
+        mean, m2 = mean.double(), var.double() * n
+        if self.mean is None or self.m2 is None:
+            self.count, self.mean, self.m2 = n, mean, m2
+            return
+        total = self.count + n
+        delta = mean - self.mean
+        self.mean = self.mean + delta * (n / total)
+        self.m2 = self.m2 + m2 + delta.square() * (self.count * n / total)
+        self.count = total
+
+    def result(self) -> tuple[torch.Tensor, torch.Tensor]:
+        assert self.mean is not None and self.m2 is not None
+        return self.mean, self.m2 / self.count
+
+
+class _ConvReluBatchNormMax(torch.autograd.Function):
+    """Training-mode ``batch_norm(relu(conv(x))).amax(2)``; returns (out, batch mean, batch variance)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, gamma, beta, eps, impl, chunk):  # type: ignore[override]
+        device_type = x.device.type
+        ctx.autocast = (device_type, torch.is_autocast_enabled(device_type), torch.get_autocast_dtype(device_type))
+        signs = {int(v) for v in gamma.detach().sign().unique().tolist()}
+        extremes, moments = _Extremes(1 in signs, -1 in signs, 0 in signs), _Moments()
+        for start, stop in _chunks(x.shape[2] - weight.shape[2] + 1, chunk):
+            y = _relu_conv(x, weight, bias, impl, start, stop)
+            extremes.add(y)
+            moments.add(y)
+        mean64, var64 = moments.result()
+        acc = _accumulation_dtype(x)
+        mean, var = mean64.to(acc), var64.to(acc)
+        invstd = torch.rsqrt(var + eps)
+        # The sign of s = γ·invstd picks the max (γ > 0) or the min (γ < 0). With γ = 0 every mel
+        # position ties (the BN output is β everywhere), so amax would split the gradient among all
+        # of them: the mean over mel stands in for the extreme, and every position counts as a tie.
+        sign = gamma.sign()[None, :, None]
+        n_positions = x.shape[2] - weight.shape[2] + 1
+        pooled = torch.zeros(extremes.pooled_shape, dtype=extremes.dtype, device=x.device)
+        ties = torch.zeros(extremes.pooled_shape, dtype=torch.int32, device=x.device)
+        if extremes.high is not None:
+            pooled, ties = torch.where(sign > 0, extremes.high, pooled), torch.where(sign > 0, extremes.high_ties, ties)
+        if extremes.low is not None:
+            pooled, ties = torch.where(sign < 0, extremes.low, pooled), torch.where(sign < 0, extremes.low_ties, ties)
+        if extremes.total is not None:
+            mean_over_mel = (extremes.total / n_positions).to(pooled.dtype)
+            pooled, ties = torch.where(sign == 0, mean_over_mel, pooled), torch.where(sign == 0, n_positions, ties)
+        y_hat = (pooled.to(acc) - mean[None, :, None]) * invstd[None, :, None]
+        out = (y_hat * gamma.to(acc)[None, :, None] + beta.to(acc)[None, :, None]).to(pooled.dtype)
+        ctx.save_for_backward(x, weight, bias, gamma, pooled, ties, y_hat, mean, invstd)
+        ctx.impl, ctx.chunk, ctx.count = impl, chunk, moments.count
+        ctx.mark_non_differentiable(mean, var)
+        return out, mean, var
+
+    @staticmethod
+    def backward(ctx, grad_out, _grad_mean, _grad_var):  # type: ignore[override]
+        x, weight, bias, gamma, pooled, ties, y_hat, mean, invstd = ctx.saved_tensors
+        grad_out = grad_out.to(y_hat.dtype)
+        # BatchNorm backward with dz nonzero only at the pooled positions (see module docstring).
+        grad_beta = grad_out.sum(dim=(0, 2))
+        grad_gamma = (grad_out * y_hat).sum(dim=(0, 2))
+        # dy = s·(dz − mean(dz) − ŷ·mean(dz·ŷ)), ŷ = (y − μ)·invstd, expanded as dy = s·dz + y·k1 + k0
+        # with per-channel k0, k1 so that each chunk costs few passes over its elements.
+        scale = gamma.to(invstd.dtype) * invstd
+        mean_dz, mean_dz_y_hat = grad_beta / ctx.count, grad_gamma / ctx.count
+        k1 = (-scale * invstd * mean_dz_y_hat)[None, :, None, None]
+        k0 = (-scale * mean_dz + scale * mean * invstd * mean_dz_y_hat)[None, :, None, None]
+        # amax/amin split their gradient evenly among tied positions.
+        scaled_dz_at_extreme = (grad_out * scale[None, :, None] / ties).unsqueeze(2)
+        every_position = (gamma == 0)[None, :, None, None] if bool((gamma == 0).any()) else None  # see forward
+
+        needs_x, needs_w, needs_b = ctx.needs_input_grad[:3]
+        needs_b = needs_b and bias is not None
+        grad_gamma, grad_beta = grad_gamma.to(gamma.dtype), grad_beta.to(gamma.dtype)
+        if not (needs_x or needs_w or needs_b):
+            return None, None, None, grad_gamma, grad_beta, None, None, None
+        grad_x = torch.zeros_like(x) if needs_x else None
+        grad_w = torch.zeros_like(weight) if needs_w else None
+        grad_b = torch.zeros_like(bias) if needs_b else None
+        matched = torch.zeros_like(ties)
+        device_type, autocast_on, autocast_dtype = ctx.autocast
+        kernel_rows = weight.shape[2] - 1
+        for start, stop in _chunks(x.shape[2] - kernel_rows, ctx.chunk):
+            rows = x[:, :, start:stop + kernel_rows].detach().requires_grad_(needs_x)
+            w = weight.detach().requires_grad_(needs_w)
+            b = None if bias is None else bias.detach().requires_grad_(needs_b)
+            with torch.enable_grad(), torch.autocast(device_type, dtype=autocast_dtype, enabled=autocast_on):
+                conv = single_channel_conv2d(rows, w, b, ctx.impl)
+            with torch.no_grad():
+                y = F.relu(conv)
+                at_extreme = y == pooled.unsqueeze(2)
+                if every_position is not None:
+                    at_extreme |= every_position
+                matched += at_extreme.sum(dim=2, dtype=torch.int32)
+                grad_y = torch.addcmul(k0, y.to(k1.dtype), k1)
+                grad_y = torch.where(at_extreme, grad_y + scaled_dz_at_extreme, grad_y)
+                grad_conv = torch.where(y > 0, grad_y, 0.0).to(conv.dtype)  # ReLU: y > 0 exactly where conv > 0
+            inputs = [t for t, needed in ((rows, needs_x), (w, needs_w), (b, needs_b)) if needed and t is not None]
+            grads = iter(torch.autograd.grad(conv, inputs, grad_conv))
+            if needs_x:
+                grad_x[:, :, start:stop + kernel_rows] += next(grads)
+            if needs_w:
+                grad_w += next(grads)
+            if grad_b is not None:
+                grad_b += next(grads)
+        if not torch.equal(matched, ties):
+            # The recomputed conv must equal the forward's bit for bit, or gradients would go astray.
+            raise RuntimeError(
+                "fused musicnn front-end: the conv recomputed in backward differs from the forward pass "
+                "(non-deterministic convolution?); use conv_impl='mel_windows' or 'conv2d'"
+            )
+        return grad_x, grad_w, grad_b, grad_gamma, grad_beta, None, None, None
+

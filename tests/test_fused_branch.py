@@ -1,0 +1,156 @@
+"""The fused musicnn front-end branch computes what conv → ReLU → BatchNorm2d → amax computes.
+
+Compared with the plain modules on the same weights: outputs, gradients of the input, conv
+weight and bias and BN γ/β, and the BN running statistics — in float64 (to 1e-9: only
+summation order differs), float32 and bf16 autocast (stated tolerances), with several chunk
+sizes, γ of both signs and zero, exact ties, evaluation mode, whole models and published weights.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lightning_tagging.models import Musicnn
+from lightning_tagging.models.fused_branch import conv_relu_bn_max_over_mel
+
+
+def make_branch(kernel: tuple[int, int], filters: int, dtype: torch.dtype) -> tuple[nn.Conv2d, nn.BatchNorm2d]:
+    conv = nn.Conv2d(1, filters, kernel).to(dtype)
+    bn = nn.BatchNorm2d(filters, eps=1e-3, momentum=0.01).to(dtype)
+    with torch.no_grad():  # γ of both signs and exactly zero; β nonzero
+        bn.weight.copy_(torch.linspace(-1.5, 2.0, filters, dtype=dtype))
+        bn.weight[filters // 3] = 0.0
+        bn.bias.uniform_(-0.5, 0.5)
+    return conv, bn
+
+
+def plain(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> torch.Tensor:
+    return bn(F.relu(F.conv2d(x, conv.weight, conv.bias))).amax(dim=2)
+
+
+def run_both(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d, chunk_elements: int, steps: int = 1,
+             autocast: bool = False) -> list[dict[str, torch.Tensor]]:
+    """Outputs, gradients and BN buffers after ``steps`` forward/backward passes, plain then fused."""
+    results = []
+    for fused in (False, True):
+        c, b = copy.deepcopy(conv), copy.deepcopy(bn)
+        xs = x.clone().requires_grad_()
+        for step in range(steps):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                out = conv_relu_bn_max_over_mel(xs, c, b, chunk_elements) if fused else plain(xs, c, b)
+            weights = torch.linspace(-1, 1, out.numel(), dtype=torch.float64).reshape(out.shape) + step
+            (out.double() * weights).sum().backward()
+        results.append({
+            "out": out.detach().double(), "x": xs.grad, "weight": c.weight.grad, "bias": c.bias.grad,
+            "gamma": b.weight.grad, "beta": b.bias.grad, "running_mean": b.running_mean.clone(),
+            "running_var": b.running_var.clone(), "batches": b.num_batches_tracked.clone(),
+        })
+    return results
+
+
+def assert_same(results: list[dict[str, torch.Tensor]], rtol: float, atol: float) -> None:
+    reference, fused = results
+    assert reference["out"].shape == fused["out"].shape
+    for name in reference:
+        scale = reference[name].double().abs().max().clamp_min(1.0)
+        torch.testing.assert_close(fused[name].double(), reference[name].double(), rtol=rtol, atol=atol * scale,
+                                   msg=lambda m, name=name: f"{name}: {m}")
+
+
+@pytest.mark.parametrize("kernel", [(38, 7), (1, 32)], ids=["timbral", "temporal"])
+@pytest.mark.parametrize("chunk_elements", [10**9, 4000, 1], ids=["one-chunk", "chunks", "one-position-chunks"])
+def test_float64_same_outputs_gradients_and_running_stats(kernel: tuple[int, int], chunk_elements: int) -> None:
+    torch.manual_seed(0)
+    conv, bn = make_branch(kernel, filters=7, dtype=torch.float64)
+    x = torch.randn(3, 1, 48, 40, dtype=torch.float64)
+    assert_same(run_both(x, conv, bn, chunk_elements, steps=2), rtol=1e-9, atol=1e-11)
+
+
+def test_exact_ties_split_the_gradient_like_amax() -> None:
+    """Identical mel rows give identical conv outputs at every position: a tie everywhere."""
+    torch.manual_seed(1)
+    conv, bn = make_branch((3, 5), filters=4, dtype=torch.float64)
+    row = torch.randn(2, 1, 1, 30, dtype=torch.float64)
+    x = torch.cat([row.expand(2, 1, 12, 30), torch.randn(2, 1, 4, 30, dtype=torch.float64)], dim=2)
+    assert_same(run_both(x, conv, bn, chunk_elements=2 * 4 * 26 * 3), rtol=1e-9, atol=1e-11)
+
+
+def test_float32_within_tolerance() -> None:
+    torch.manual_seed(2)
+    conv, bn = make_branch((38, 7), filters=16, dtype=torch.float32)
+    x = torch.randn(4, 1, 96, 80)
+    assert_same(run_both(x, conv, bn, chunk_elements=20_000), rtol=1e-4, atol=1e-5)
+
+
+def test_bf16_autocast_is_as_accurate_as_plain_bf16() -> None:
+    """Under autocast both paths convolve in bf16 (relative step 2^-8): against the float32 result,
+    the fused path must be no further off than the plain bf16 path (observed: equal or closer)."""
+    torch.manual_seed(3)
+    conv, bn = make_branch((38, 7), filters=16, dtype=torch.float32)
+    with torch.no_grad():
+        bn.weight[5] = 0.7  # no γ = 0 here: bf16 ties in the plain BN output would split differently
+    x = torch.randn(4, 1, 96, 80)
+    truth, _ = run_both(x, conv, bn, chunk_elements=20_000)
+    plain_bf16, fused_bf16 = run_both(x, conv, bn, chunk_elements=20_000, autocast=True)
+
+    def error(result: dict[str, torch.Tensor], name: str) -> float:
+        return float((result[name].double() - truth[name].double()).norm() / truth[name].double().norm())
+
+    for name in truth:
+        assert error(fused_bf16, name) <= 1.25 * error(plain_bf16, name) + 1e-4, (
+            f"{name}: fused bf16 {error(fused_bf16, name):.2e} vs plain bf16 {error(plain_bf16, name):.2e}")
+
+
+def test_evaluation_mode_uses_running_stats() -> None:
+    torch.manual_seed(4)
+    conv, bn = make_branch((38, 7), filters=6, dtype=torch.float64)
+    with torch.no_grad():
+        bn.running_mean.uniform_(0, 1)
+        bn.running_var.uniform_(0.5, 2)
+    bn.eval()
+    x = torch.randn(2, 1, 60, 30, dtype=torch.float64)
+    assert_same(run_both(x, conv, bn, chunk_elements=500), rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+def test_whole_musicnn_same_function_fused(train: bool) -> None:
+    torch.manual_seed(5)
+    reference = Musicnn(n_tags=9, width=0.2, dropout=0.0, conv_impl="conv2d").double().train(train)
+    fused = Musicnn(n_tags=9, width=0.2, dropout=0.0, conv_impl="fused").double().train(train)
+    fused.load_state_dict(reference.state_dict())
+    x = torch.randn(3, 1, 96, 120, dtype=torch.float64)
+    for model in (reference, fused):
+        model(x).square().sum().backward()
+    torch.testing.assert_close(fused(x), reference(x), rtol=1e-9, atol=1e-9)
+    for (name, p_fused), p_ref in zip(fused.named_parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(p_fused.grad, p_ref.grad, rtol=1e-8, atol=1e-9, msg=name)
+    for (name, b_fused), b_ref in zip(fused.named_buffers(), reference.buffers(), strict=True):
+        torch.testing.assert_close(b_fused, b_ref, rtol=1e-9, atol=1e-12, msg=name)
+
+
+def test_fused_keeps_far_less_for_backward() -> None:
+    """What autograd saves for backward (the memory a training step holds) shrinks several-fold."""
+    torch.manual_seed(6)
+    saved = {}
+    for impl in ("conv2d", "fused"):
+        model = Musicnn(n_tags=9, width=0.25, conv_impl=impl).train()
+        storages: dict[int, int] = {}
+
+        def pack(t: torch.Tensor, storages: dict[int, int] = storages) -> torch.Tensor:
+            storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            model(torch.randn(8, 1, 96, 187))
+        saved[impl] = sum(storages.values())
+    assert saved["fused"] * 4 < saved["conv2d"], saved
+
+
+def test_unknown_conv_impl_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="unknown musicnn conv_impl 'fft'"):
+        Musicnn(conv_impl="fft")
