@@ -6,7 +6,7 @@
     lt data build <source> ... | lt data info DIR           shards (lightning_tagging/data/cli.py)
     lt weights import musicnn [--model MTT_musicnn]         published weights (lightning_tagging/weights/)
     lt tag FILE... --weights musicnn:MTT_musicnn            tag audio files with a trained model
-    lt bench model | fit                                    throughput and memory (lightning_tagging/bench/)
+    lt bench model | fit | data | suite                     throughput and memory (lightning_tagging/bench/)
     lt matrix list | run | submit M                         an experiment matrix, here or on Slurm (matrix/)
     lt report M                                             tables and figures of a matrix's results (report/)
 

@@ -38,3 +38,20 @@ def test_bench_fit_measures_steps_and_data_waiting(tiny_corpus: Path, capsys: py
     result = json_tail(capsys.readouterr().out)
     assert result["steps_timed"] == 3 and result["batch_size"] == 2
     assert result["train_clips_per_s"] > 0 and 0.0 <= result["data_wait_fraction"] < 1.0
+
+
+def test_bench_model_measures_each_backbone_args_variant_against_one_baseline(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["bench", "model", "--backbone", "musicnn", "samplecnn", "--batch", "2", "--steps", "1", "--warmup",
+                 "0", "--device", "cpu", "--json", "--backbone-args", '{"width": 0.1, "conv_impl": "mel_windows"}',
+                 '{"conv_impl":"conv2d","width":0.1}'])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "samplecnn takes not all of" in out  # conv_impl is musicnn's: the variants skip samplecnn
+    mel_windows, conv2d = json_tail(out)
+    assert json.loads(mel_windows["config"]["backbone_args"]) == {"conv_impl": "mel_windows", "width": 0.1}
+    # The second variant is the plain model itself (key order does not matter): it is the baseline.
+    assert conv2d["speedup_vs_eager_fp32"] is None
+    assert mel_windows["baseline_train_clips_per_s"] == conv2d["train_clips_per_s"]
+    assert out.count(" baseline\n") == 1  # measured once
+    assert all(r["saved_activation_gib"] > 0 for r in (mel_windows, conv2d))

@@ -1,4 +1,4 @@
-"""`lt bench model | fit | data`: argument parsing and dispatch."""
+"""`lt bench model | fit | data | suite`: argument parsing and dispatch."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import argparse
 from lightning_tagging.bench import data as bench_data
 from lightning_tagging.bench import fit as bench_fit
 from lightning_tagging.bench import model as bench_model
+from lightning_tagging.bench import suite as bench_suite
 
 
 def main(argv: list[str]) -> int:
@@ -16,6 +17,8 @@ def main(argv: list[str]) -> int:
     bench_fit.add_arguments(commands.add_parser(
         "fit", help="end-to-end training throughput from shards; other arguments go to `lt fit` (e.g. --config)"))
     bench_data.add_arguments(commands.add_parser("data", help="training-stream decode-and-crop throughput"))
+    bench_suite.add_arguments(commands.add_parser(
+        "suite", help="model and fit rows for the README's performance table, in one command (one GPU)"))
     args, rest = parser.parse_known_args(argv)
     if args.command == "fit":
         return bench_fit.main(args, rest)
@@ -23,4 +26,6 @@ def main(argv: list[str]) -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "data":
         return bench_data.main(args)
+    if args.command == "suite":
+        return bench_suite.main(args)
     return bench_model.main(args)

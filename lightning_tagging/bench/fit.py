@@ -53,40 +53,57 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace, cli_args: list[str]) -> int:
     """Run the benchmark; ``cli_args`` are `lt fit` arguments (--config and overrides)."""
+    result = run(cli_args, steps=args.steps, warmup=args.warmup, precision=args.precision)
+    print(format_result(result))
+    if args.json:
+        print(json.dumps(result, indent=2))
+    return 0
+
+
+def run(cli_args: list[str], steps: int = 20, warmup: int = 3, precision: str = "32-true") -> dict[str, Any]:
+    """Train ``warmup + steps`` optimizer steps of the model and data ``cli_args`` describe; the timed figures.
+
+    ``cli_args`` are `lt fit` arguments (``--config`` and overrides). Returns clips/s and
+    ms/step over the ``steps`` timed steps, the fraction of that time spent waiting for
+    batches (``data_wait_fraction``, 0..1), peak allocated GiB (CUDA only, else None) and
+    what was run (device, batch size, workers, precision).
+    """
     from lightning_tagging.training_cli import TaggingCLI
 
-    if args.warmup < 1 or args.steps < 1:
+    if warmup < 1 or steps < 1:
         raise UserError("lt bench fit needs --warmup ≥ 1 (the first batch waits for worker start-up) and --steps ≥ 1")
 
     cli = TaggingCLI(args=[*cli_args, "--trainer.logger", "false"], run=False)
     model, datamodule = cli.model, cli.datamodule
     timer = StepTimer()
-    trainer = pl.Trainer(max_steps=args.warmup + args.steps, max_epochs=-1, logger=False,
+    trainer = pl.Trainer(max_steps=warmup + steps, max_epochs=-1, logger=False,
                          enable_checkpointing=False, limit_val_batches=0, enable_progress_bar=False,
-                         enable_model_summary=False, callbacks=[timer], precision=args.precision,
+                         enable_model_summary=False, callbacks=[timer], precision=precision,
                          devices=1, num_sanity_val_steps=0)
     device = resolve_device("auto")  # where Lightning's accelerator=auto will train
     reset_peak_memory(device)
     trainer.fit(model, datamodule=datamodule)
     # Timed: batches warmup .. warmup+steps-1; waits[i] is the wait before batch i + 1.
-    computes = timer.computes[args.warmup:]
-    waits = timer.waits[args.warmup - 1:]
+    computes = timer.computes[warmup:]
+    waits = timer.waits[warmup - 1:]
     total = sum(waits) + sum(computes)
     batch = datamodule.batch_size
-    result = {
+    return {
         "device": str(model.device),
         "batch_size": batch,
         "num_workers": datamodule.num_workers,
-        "precision": args.precision,
+        "precision": precision,
         "steps_timed": len(computes),
         "train_clips_per_s": batch * len(computes) / total,
         "ms_per_step": 1000 * total / len(computes),
         "data_wait_fraction": sum(waits) / total,
         "peak_memory_gib": peak_memory_gib(device),
     }
-    print(f"lt bench fit: {result['train_clips_per_s']:.1f} clips/s, {result['ms_per_step']:.0f} ms/step, "
-          f"waiting for data {100 * result['data_wait_fraction']:.1f} % of the time "
-          f"(batch {batch}, {datamodule.num_workers} workers, {args.precision}, {result['device']})")
-    if args.json:
-        print(json.dumps(result, indent=2))
-    return 0
+
+
+def format_result(result: dict[str, Any]) -> str:
+    """One line for a :func:`run` result."""
+    return (f"lt bench fit: {result['train_clips_per_s']:.1f} clips/s, {result['ms_per_step']:.0f} ms/step, "
+            f"waiting for data {100 * result['data_wait_fraction']:.1f} % of the time "
+            f"(batch {result['batch_size']}, {result['num_workers']} workers, {result['precision']}, "
+            f"{result['device']})")

@@ -6,6 +6,12 @@ convolutions: ``conv_impl="conv2d"`` where a backbone has faster implementations
 in the same run, because absolute figures drift between runs and machines.
 
     lt bench model --backbone musicnn samplecnn --batch 16 256 --precision fp32 bf16-mixed
+    lt bench model --backbone musicnn --backbone-args '{"conv_impl": "mel_windows"}' '{"conv_impl": "fused"}'
+    lt bench model --backbone samplecnn --batch 256 --precision bf16-mixed --compile --compile-mode reduce-overhead
+
+Memory is reported twice: peak allocated GiB during training (CUDA only) and "act GiB", the
+bytes autograd saves for backward in one training forward of the eager module
+(``bench/memory.py``), which any device can count.
 """
 
 from __future__ import annotations
@@ -20,12 +26,15 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from lightning_tagging.bench.memory import saved_activation_bytes
 from lightning_tagging.bench.timing import peak_memory_gib, reset_peak_memory, resolve_device, time_per_call
+from lightning_tagging.errors import UserError
 from lightning_tagging.frontends import LogMel, Waveform
 from lightning_tagging.models import BACKBONES
 from lightning_tagging.module import TaggingModule
 
 PRECISIONS = ("fp32", "bf16-mixed")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")  # reduce-overhead: CUDA graphs (max-autotune too)
 
 
 @dataclass(frozen=True)
@@ -38,7 +47,9 @@ class ModelConfig:
     compile: bool = False
     channels_last: bool = False
     compression: str = "log_eps"
-    backbone_args: str = "{}"  # JSON, e.g. '{"width": 0.5}'
+    backbone_args: str = "{}"  # JSON, e.g. '{"width": 0.5}' (normalised by parse_backbone_args)
+    compile_mode: str = "default"  # torch.compile's mode, one of COMPILE_MODES
+    compile_backend: str = "inductor"  # "eager" / "aot_eager": debugging backends without code generation
 
     @property
     def baseline(self) -> ModelConfig:
@@ -51,9 +62,40 @@ class ModelConfig:
 
     @property
     def label(self) -> str:
-        extras = [self.precision] + ["compile"] * self.compile + ["channels_last"] * self.channels_last
+        compile_label = "compile"
+        if self.compile_mode != "default":
+            compile_label += f":{self.compile_mode}"
+        if self.compile_backend != "inductor":
+            compile_label += f"({self.compile_backend})"
+        extras = [self.precision] + [compile_label] * self.compile + ["channels_last"] * self.channels_last
         args = "" if self.backbone_args == "{}" else f" {self.backbone_args}"
         return f"{self.backbone}{args} b={self.batch} {'+'.join(extras)}"
+
+
+def parse_backbone_args(text: str) -> str:
+    """``text`` (a JSON object of backbone kwargs) in canonical form: sorted keys, so equal args compare equal."""
+    try:
+        args = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise UserError(f"--backbone-args: not JSON: {text!r} ({error})") from error
+    if not isinstance(args, dict):
+        raise UserError(f"--backbone-args: expected a JSON object such as '{{\"width\": 0.5}}', got {text!r}")
+    return json.dumps(args, sort_keys=True)
+
+
+def accepts(backbone: str, backbone_args: str) -> bool:
+    """Whether backbone ``backbone`` takes every keyword of ``backbone_args``."""
+    parameters = inspect.signature(BACKBONES[backbone]).parameters
+    return set(json.loads(backbone_args)) <= set(parameters)
+
+
+def with_baselines(configs: list[ModelConfig]) -> list[ModelConfig]:
+    """``configs`` in order, each preceded by its baseline where that is new; no config twice."""
+    ordered: dict[ModelConfig, None] = {}
+    for config in configs:
+        ordered.setdefault(config.baseline)
+        ordered.setdefault(config)
+    return list(ordered)
 
 
 @dataclass
@@ -64,6 +106,7 @@ class ModelResult:
     train_ms_per_step: float
     infer_clips_per_s: float
     peak_train_memory_gib: float | None
+    saved_activation_gib: float  # what autograd saves in one training forward of the eager module
     baseline_train_clips_per_s: float | None = None
 
     @property
@@ -81,12 +124,19 @@ def build_module(config: ModelConfig, n_tags: int = 50) -> TaggingModule:
 
 
 def measure(config: ModelConfig, device: torch.device, steps: int, warmup: int) -> ModelResult:
-    """Time optimizer steps and inference forwards of one configuration."""
+    """Time optimizer steps and inference forwards of one configuration; count its saved activations."""
+    if config.compile:
+        # Every config builds a new module whose compiled code lands in the same cache: without a
+        # reset, dynamo's recompile limit would quietly send later configs back to eager.
+        torch._dynamo.reset()
     torch.manual_seed(0)
     module = build_module(config).to(device)
     if config.channels_last:
         module = module.to(memory_format=torch.channels_last)
-    model = torch.compile(module) if config.compile else module
+    model = module
+    if config.compile:
+        mode = None if config.compile_mode == "default" else config.compile_mode
+        model = torch.compile(module, mode=mode, backend=config.compile_backend)
     optimizer = torch.optim.Adam(module.parameters(), lr=1e-4)
     audio = torch.randn(config.batch, module.train_crop_samples, device=device) * 0.1
     targets = (torch.rand(config.batch, module.backbone.n_tags, device=device) < 0.1).float()
@@ -96,20 +146,31 @@ def measure(config: ModelConfig, device: torch.device, steps: int, warmup: int) 
         else contextlib.nullcontext()
     )
 
-    def train_step() -> None:
+    def loss_of(net: torch.nn.Module) -> torch.Tensor:
         with autocast:
-            logits = model(audio)
-        loss = F.binary_cross_entropy_with_logits(logits.float(), targets)
+            logits = net(audio)
+        return F.binary_cross_entropy_with_logits(logits.float(), targets)
+
+    def train_step() -> None:
+        if config.compile:
+            # CUDA graphs (reduce-overhead, max-autotune) reuse output buffers: declare a new step.
+            torch.compiler.cudagraph_mark_step_begin()
+        loss = loss_of(model)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
     @torch.no_grad()
     def infer() -> None:
+        if config.compile:
+            torch.compiler.cudagraph_mark_step_begin()
         with autocast:
             model(audio)
 
     module.train()
+    # The eager module even for compiled configs: saved-tensor hooks see autograd's view of eager
+    # ops, not what a compiled graph keeps (which is usually less).
+    saved = saved_activation_bytes(lambda: loss_of(module), exclude=[*module.parameters(), *module.buffers()])
     reset_peak_memory(device)
     train_s = time_per_call(train_step, device, warmup, steps)
     peak = peak_memory_gib(device)
@@ -122,6 +183,7 @@ def measure(config: ModelConfig, device: torch.device, steps: int, warmup: int) 
         train_ms_per_step=train_s * 1000,
         infer_clips_per_s=config.batch / infer_s,
         peak_train_memory_gib=peak,
+        saved_activation_gib=saved / 2**30,
     )
 
 
@@ -133,21 +195,15 @@ def device_name(device: torch.device) -> str:
 
 def run(configs: list[ModelConfig], device: torch.device, steps: int, warmup: int) -> list[ModelResult]:
     """Measure each config and its eager fp32 baseline (once per backbone and batch)."""
-    baselines: dict[ModelConfig, ModelResult] = {}
-    results = []
-    for config in configs:
-        baseline = config.baseline
-        if baseline not in baselines:
-            baselines[baseline] = measure(baseline, device, steps, warmup)
-            print(format_row(baselines[baseline]), flush=True)
-        if config == baseline:
-            results.append(baselines[baseline])
-            continue
+    results: dict[ModelConfig, ModelResult] = {}
+    for config in with_baselines(configs):
         result = measure(config, device, steps, warmup)
-        result.baseline_train_clips_per_s = baselines[baseline].train_clips_per_s
+        baseline = results.get(config.baseline)
+        if baseline is not None:
+            result.baseline_train_clips_per_s = baseline.train_clips_per_s
+        results[config] = result
         print(format_row(result), flush=True)
-        results.append(result)
-    return results
+    return [results[config] for config in configs]
 
 
 def format_row(result: ModelResult) -> str:
@@ -156,7 +212,7 @@ def format_row(result: ModelResult) -> str:
     return (
         f"{result.config.label:<42} train {result.train_clips_per_s:9.1f} clips/s "
         f"({result.train_ms_per_step:8.1f} ms/step)  infer {result.infer_clips_per_s:9.1f} clips/s  "
-        f"peak {memory} GiB  {speedup}"
+        f"peak {memory} GiB  act {result.saved_activation_gib:.3f} GiB  {speedup}"
     )
 
 
@@ -165,23 +221,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", nargs="+", type=int, default=[16])
     parser.add_argument("--precision", nargs="+", default=["fp32"], choices=PRECISIONS)
     parser.add_argument("--compile", action="store_true", help="torch.compile the module")
+    parser.add_argument("--compile-mode", default="default", choices=COMPILE_MODES,
+                        help="with --compile: torch.compile mode (reduce-overhead: CUDA graphs)")
+    parser.add_argument("--compile-backend", default="inductor",
+                        help="with --compile: torch.compile backend (eager, aot_eager: debugging, no code generation)")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--compression", default="log_eps")
-    parser.add_argument("--backbone-args", default="{}", help='JSON kwargs, e.g. \'{"width": 0.5}\'')
+    parser.add_argument("--backbone-args", nargs="+", default=["{}"],
+                        help='JSON kwargs, one variant per argument, e.g. \'{"width": 0.5}\' \'{"width": 1.0}\'')
     parser.add_argument("--steps", type=int, default=10, help="timed steps (median reported)")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", action="store_true", help="print one JSON list at the end")
 
 
+def configs_of(args: argparse.Namespace) -> list[ModelConfig]:
+    """Every (backbone, batch, backbone-args variant, precision) the arguments ask for.
+
+    A variant whose keywords a backbone does not take (``conv_impl`` for samplecnn, say) is
+    left out for that backbone, with a note, so one command can cover several backbones.
+    """
+    variants = [parse_backbone_args(text) for text in args.backbone_args]
+    configs = []
+    for backbone in args.backbone:
+        for variant in variants:
+            if not accepts(backbone, variant):
+                print(f"note: {backbone} takes not all of {variant}; skipped for {backbone}", flush=True)
+        for batch in args.batch:
+            configs += [
+                ModelConfig(backbone, batch, precision, args.compile, args.channels_last, args.compression, variant,
+                            args.compile_mode, args.compile_backend)
+                for variant in variants
+                if accepts(backbone, variant)
+                for precision in args.precision
+            ]
+    return configs
+
+
 def main(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
-    configs = [
-        ModelConfig(backbone, batch, precision, args.compile, args.channels_last, args.compression, args.backbone_args)
-        for backbone in args.backbone
-        for batch in args.batch
-        for precision in args.precision
-    ]
+    configs = configs_of(args)
     print(f"lt bench model on {device_name(device)}, torch {torch.__version__}", flush=True)
     results = run(configs, device, args.steps, args.warmup)
     if args.json:
@@ -192,5 +271,6 @@ def main(args: argparse.Namespace) -> int:
 def as_json(result: ModelResult) -> dict[str, Any]:
     record = asdict(result)
     record["config"] = asdict(result.config)
+    record["label"] = result.config.label
     record["speedup_vs_eager_fp32"] = result.speedup
     return record

@@ -1,0 +1,370 @@
+"""`lt bench suite`: every figure of the README's performance table, from one command on one GPU.
+
+    lt bench suite --out runs/bench-suite --scratch /tmp/lt-bench   # sized for one GPU and 16 CPU cores
+    lt bench suite --out /tmp/suite --quick                         # tiny models and data: a CPU check
+
+On a GPU machine with a command time limit, run scripts/device-bench.sh (it installs the carried
+wheels and keeps the corpus out of the folder that comes back).
+
+Runs, in this order (the lists are the constants below):
+
+1. `lt bench model` rows: musicnn and samplecnn at batch 16 and 256, fp32 and bf16-mixed,
+   musicnn with each conv implementation; each next to its plain eager fp32 baseline (added
+   automatically), plus musicnn with channels_last once;
+2. `lt bench fit` rows: both backbones × 32-true / bf16-mixed at batch 256, from synthetic
+   PCM16 shards built in ``SCRATCH/corpus`` (reused by a rerun), with as many DataLoader workers
+   as the CPUs allow; musicnn with the conv implementation that was fastest in the model rows
+   at that batch and precision;
+3. torch.compile rows, one per backbone, last because compiling is slow and the least
+   certain; each runs in its own process (``isolated.py``), so a compiler crash or hang costs
+   that row only.
+
+Every row that raises (out of memory, a missing implementation, a compile error) is
+recorded as failed with its message and the suite goes on. When ``--budget-s`` seconds have
+passed, the remaining rows are recorded as skipped, so a command with a hard time limit
+still ends with its tables. ``OUT/suite.json`` (everything) and ``OUT/suite.md`` (the
+Markdown tables) are rewritten after every row, so a killed run leaves what it measured;
+the Markdown is printed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import gc
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lightning_tagging.bench import fit as bench_fit
+from lightning_tagging.bench import model as bench_model
+from lightning_tagging.bench.isolated import ChildFailed, call_isolated
+from lightning_tagging.bench.model import ModelConfig, ModelResult, parse_backbone_args, with_baselines
+from lightning_tagging.bench.suite_report import Row, markdown
+from lightning_tagging.bench.timing import resolve_device
+from lightning_tagging.jsonio import write_json_atomically
+
+# What the full suite measures (the defaults of Plan). Each musicnn conv implementation runs at
+# every batch and precision: conv2d at fp32 is the baseline itself, conv2d at bf16 separates the
+# gain of the precision from that of the implementation.
+MODEL_BACKBONES = ("musicnn", "samplecnn")
+MODEL_BATCHES = (16, 256)
+MODEL_PRECISIONS = ("fp32", "bf16-mixed")
+MUSICNN_CONV_IMPLS = ("conv2d", "mel_windows", "fused")
+LARGE_BATCH, LARGE_PRECISION = 256, "bf16-mixed"  # of the compile, channels_last and fit rows
+COMPILE_BACKBONES = ("musicnn", "samplecnn")  # with library convs
+COMPILE_MODE = "default"  # "reduce-overhead" adds CUDA graphs; "max-autotune" takes minutes to tune
+CHANNELS_LAST_BACKBONES = ("musicnn",)  # with library convs
+FIT_BACKBONES = ("musicnn", "samplecnn")
+FIT_PRECISIONS = ("32-true", "bf16-mixed")
+# The front-end and backbone classes `lt fit` gets for each backbone (as experiments/matrices/ switch them).
+FIT_MODELS = {
+    "musicnn": ("lightning_tagging.frontends.LogMel", "lightning_tagging.models.Musicnn"),
+    "samplecnn": ("lightning_tagging.frontends.Waveform", "lightning_tagging.models.SampleCNN"),
+}
+DEFAULT_BUDGET_S = 480.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the suite measures and how big: the full suite, or :data:`QUICK` for a CPU."""
+
+    backbones: tuple[str, ...] = MODEL_BACKBONES
+    batches: tuple[int, ...] = MODEL_BATCHES
+    precisions: tuple[str, ...] = MODEL_PRECISIONS
+    conv_impls: tuple[str, ...] = MUSICNN_CONV_IMPLS
+    large_batch: int = LARGE_BATCH
+    large_precision: str = LARGE_PRECISION
+    compile_backbones: tuple[str, ...] = COMPILE_BACKBONES
+    compile_mode: str = COMPILE_MODE
+    compile_backend: str = "inductor"
+    channels_last_backbones: tuple[str, ...] = CHANNELS_LAST_BACKBONES
+    fit_backbones: tuple[str, ...] = FIT_BACKBONES
+    fit_precisions: tuple[str, ...] = FIT_PRECISIONS
+    musicnn_args: str = "{}"  # JSON kwargs every musicnn gets, e.g. a width
+    steps: int = 10  # timed model steps (median)
+    warmup: int = 3
+    fit_workers: int | None = None  # DataLoader workers of the fit rows; None: every CPU but one, at most 15
+    fit_steps: int = 20  # timed fit steps
+    fit_warmup: int = 3  # untimed fit steps, at least one per DataLoader worker (each one's first batch waits)
+    patches_per_clip: int = 16  # crops per decoded clip: enough that 15 workers keep ahead of an H100
+    clips: int = 1024  # synthetic corpus: ~1 GB of PCM16, built in seconds by 16 processes
+    clip_seconds: float = 29.0  # like MagnaTagATune
+    shard_size: int = 16  # 64 shards: several per DataLoader worker
+
+
+# Tiny models and data, one step each, and what a CPU does fast: the large-batch rows in fp32
+# (bf16 is emulated on most CPUs, several times slower), one compiled model with the compiler's
+# eager backend (no code generation), fit rows in fp32. About a minute on two CPU cores.
+QUICK = Plan(batches=(2,), large_batch=2, large_precision="fp32", compile_backbones=("musicnn",),
+             compile_backend="eager", fit_precisions=("32-true",), musicnn_args='{"width": 0.1}', steps=1, warmup=0,
+             fit_workers=1, fit_steps=1, fit_warmup=1, patches_per_clip=4, clips=8, clip_seconds=4.0, shard_size=2)
+
+
+def model_configs(plan: Plan) -> list[ModelConfig]:
+    """The model rows, baselines included, in the order they run (compiled ones last)."""
+
+    def args(backbone: str, conv_impl: str | None = None) -> str:
+        if backbone != "musicnn":
+            return "{}"
+        extra = {} if conv_impl is None else {"conv_impl": conv_impl}
+        return parse_backbone_args(json.dumps({**json.loads(plan.musicnn_args), **extra}))
+
+    configs = [
+        ModelConfig(backbone, batch, precision, backbone_args=args(backbone, impl))
+        for backbone in plan.backbones
+        for batch in plan.batches
+        for impl in (plan.conv_impls if backbone == "musicnn" else (None,))
+        for precision in plan.precisions
+    ]
+    large, precision = plan.large_batch, plan.large_precision
+    configs += [ModelConfig(b, large, precision, channels_last=True, backbone_args=args(b, "conv2d"))
+                for b in plan.channels_last_backbones]
+    configs += [ModelConfig(b, large, precision, compile=True, backbone_args=args(b, "conv2d"),
+                            compile_mode=plan.compile_mode, compile_backend=plan.compile_backend)
+                for b in plan.compile_backbones]
+    ordered = with_baselines(configs)  # baselines are never compiled, so they stay ahead of the compiled rows
+    return [c for c in ordered if not c.compile] + [c for c in ordered if c.compile]
+
+
+def fit_workers(plan: Plan) -> int:
+    """DataLoader workers for the fit rows: the plan's, or every CPU but the one that trains, at most 15."""
+    if plan.fit_workers is not None:
+        return plan.fit_workers
+    return max(0, min((os.cpu_count() or 1) - 1, 15))
+
+
+def fit_arguments(backbone: str, precision: str, corpus: Path, scratch: Path, plan: Plan, workers: int) -> list[str]:
+    """`lt fit` arguments for one fit row: front-end + backbone, the corpus, batch and workers."""
+    frontend, backbone_class = FIT_MODELS[backbone]
+    args = ["--seed_everything", "0", "--model.frontend", frontend, "--model.backbone", backbone_class]
+    if backbone == "musicnn":
+        for key, value in json.loads(plan.musicnn_args).items():
+            args += [f"--model.backbone.init_args.{key}", json.dumps(value)]
+    return [
+        *args,
+        "--data.root", str(corpus),
+        "--data.batch_size", str(plan.large_batch),
+        "--data.num_workers", str(workers),
+        "--data.patches_per_clip", str(plan.patches_per_clip),
+        "--trainer.default_root_dir", str(scratch / "fit-runs" / f"{backbone}-{precision}"),
+    ]
+
+
+def build_corpus(scratch: Path, plan: Plan) -> Path:
+    """Synthetic training shards (PCM16: decoding keeps up; FLAC runs at ~50 clips/s per core).
+
+    Built once: a rerun with the same plan finds the shards complete and returns at once.
+    """
+    from lightning_tagging.data.build import build_shards
+    from lightning_tagging.data.sources.synthetic import SyntheticSource
+
+    corpus = scratch / "corpus"
+    source = SyntheticSource(plan.clips, seed=0, valid_fraction=0.0, test_fraction=0.0,
+                             min_seconds=plan.clip_seconds, max_seconds=plan.clip_seconds)
+    workers = min(os.cpu_count() or 1, 16) if plan.clips > 64 else 1  # a process pool only pays for itself
+    build_shards(source, corpus, workers=workers, shard_size=plan.shard_size, payload="pcm16", progress=False)
+    return corpus
+
+
+class Suite:
+    """The rows, their runners, the time budget, and the files rewritten after every row."""
+
+    def __init__(self, out: Path, plan: Plan, budget_s: float, device: torch.device, quick: bool = False,
+                 scratch: Path | None = None) -> None:
+        self.out, self.plan, self.budget_s, self.device = out, plan, budget_s, device
+        self.scratch = scratch or out  # the corpus and the fit rows' run dirs
+        self.start = time.monotonic()
+        self.header: dict[str, Any] = {
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "device": bench_model.device_name(device),
+            "torch": torch.__version__,
+            "cuda": torch.version.cuda,
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "quick": quick,
+            "budget_s": budget_s,
+            "plan": asdict(plan),
+            "elapsed_s": 0.0,
+            "finished": False,
+        }
+        self.rows: list[Row] = []
+        self.runners: list[Callable[[Row], dict[str, Any]]] = []
+        self._corpus: Path | Exception | None = None
+        self._results: dict[ModelConfig, ModelResult] = {}
+        self.workers = fit_workers(plan)
+        configs = model_configs(plan)
+        for config in (c for c in configs if not c.compile):
+            self._add_model(config)
+        for backbone in plan.fit_backbones:
+            for precision in plan.fit_precisions:
+                self._add_fit(backbone, precision)
+        for config in (c for c in configs if c.compile):
+            self._add_model(config)
+
+    # --- the rows ---------------------------------------------------------------------------
+
+    def _add_model(self, config: ModelConfig) -> None:
+        row = Row("model", config.label, details={"config": asdict(config)})
+        self.rows.append(row)
+        self.runners.append(lambda row, config=config: self._run_model(config))
+
+    def _run_model(self, config: ModelConfig) -> dict[str, Any]:
+        args = (config, self.device, self.plan.steps, self.plan.warmup)
+        if config.compile:
+            torch.cuda.empty_cache()  # the child needs the memory this process's allocator keeps
+            result = call_isolated(bench_model.measure, args, timeout_s=self.remaining_s())
+        else:
+            result = bench_model.measure(*args)
+        baseline = self._results.get(config.baseline)
+        if baseline is not None and config != config.baseline:
+            result.baseline_train_clips_per_s = baseline.train_clips_per_s
+        self._results[config] = result
+        print(bench_model.format_row(result), flush=True)
+        return bench_model.as_json(result)
+
+    def _add_fit(self, backbone: str, precision: str) -> None:
+        label = f"{backbone} b={self.plan.large_batch} {precision}, {self.workers} workers"
+        row = Row("fit", label, details={"backbone": backbone, "precision": precision})
+        self.rows.append(row)
+        self.runners.append(lambda row, b=backbone, p=precision: self._run_fit(row, b, p))
+
+    def _run_fit(self, row: Row, backbone: str, precision: str) -> dict[str, Any]:
+        corpus = self.corpus()
+        args = fit_arguments(backbone, precision, corpus, self.scratch, self.plan, self.workers)
+        conv_impl = self.fastest_conv_impl(backbone, precision)
+        if conv_impl is not None:  # end to end with the implementation the model rows found fastest
+            args += ["--model.backbone.init_args.conv_impl", conv_impl]
+            row.label += f", conv_impl {conv_impl}"
+            row.details["conv_impl"] = conv_impl
+        warmup = max(self.plan.fit_warmup, self.workers)  # each worker's first batch waits for its start-up
+        row.details["command"] = ["lt", "bench", "fit", "--precision", precision, "--steps",
+                                  str(self.plan.fit_steps), "--warmup", str(warmup), *args]
+        result = bench_fit.run(args, steps=self.plan.fit_steps, warmup=warmup, precision=precision)
+        print(bench_fit.format_result(result), flush=True)
+        return result
+
+    def fastest_conv_impl(self, backbone: str, precision: str) -> str | None:
+        """The conv_impl of the fastest eager model row of ``backbone`` at the fit batch and precision, if any."""
+        model_precision = "bf16-mixed" if precision.startswith("bf16") else "fp32"
+        candidates = [
+            (result.train_clips_per_s, json.loads(config.backbone_args)["conv_impl"])
+            for config, result in self._results.items()
+            if config.backbone == backbone and config.batch == self.plan.large_batch
+            and config.precision == model_precision and not config.compile and not config.channels_last
+            and "conv_impl" in json.loads(config.backbone_args)
+        ]
+        return max(candidates)[1] if candidates else None
+
+    def corpus(self) -> Path:
+        """The fit rows' shards, built by the first fit row that runs (a failed build fails them all)."""
+        if self._corpus is None:
+            started = time.monotonic()
+            print(f"building {self.plan.clips} synthetic clips of {self.plan.clip_seconds:g} s (PCM16) ...",
+                  flush=True)
+            try:
+                self._corpus = build_corpus(self.scratch, self.plan)
+            except Exception as error:
+                self._corpus = error
+            self.header["corpus_build_s"] = time.monotonic() - started
+        if isinstance(self._corpus, Exception):
+            raise RuntimeError(f"building the corpus failed: {self._corpus}")
+        return self._corpus
+
+    # --- running ----------------------------------------------------------------------------
+
+    def remaining_s(self) -> float:
+        return self.budget_s - (time.monotonic() - self.start)
+
+    def run(self) -> None:
+        """Every row in order: measured, failed with its message, or skipped once the budget is spent."""
+        self.write()
+        for index, (row, runner) in enumerate(zip(self.rows, self.runners, strict=True)):
+            if index > 0 and self.remaining_s() <= 0:  # the first row always runs: some number is better than none
+                row.status, row.error = "skipped", f"time budget of {self.budget_s:g} s spent"
+                self.write()
+                continue
+            print(f"--- {row.kind}: {row.label}", flush=True)
+            started = time.monotonic()
+            try:
+                row.result, row.status = runner(row), "ok"
+            except (Exception, SystemExit) as error:  # SystemExit: jsonargparse rejecting arguments
+                row.status, row.error = "failed", describe(error)
+                print(f"FAILED {row.label}: {row.error}", flush=True)
+            row.seconds = time.monotonic() - started
+            release_memory(self.device)
+            self.write()
+        self.header["finished"] = True
+        self.write()
+
+    def write(self) -> None:
+        """suite.json and suite.md as they stand (atomically: a reader or a kill never sees half a file)."""
+        self.header["elapsed_s"] = time.monotonic() - self.start
+        document = {**self.header, "rows": [asdict(row) for row in self.rows]}
+        write_json_atomically(self.out / "suite.json", document)
+        text = self.markdown()
+        temporary = self.out / f"suite.md.{os.getpid()}.tmp"
+        temporary.write_text(text)
+        os.replace(temporary, self.out / "suite.md")
+
+    def markdown(self) -> str:
+        return markdown(self.header, self.rows)
+
+
+MAX_ERROR_CHARS = 4000  # compiler errors run to pages; the log has them whole
+
+
+def describe(error: BaseException) -> str:
+    """An error as one message (a child's message is already complete), at most MAX_ERROR_CHARS long."""
+    if isinstance(error, ChildFailed):
+        message = str(error)
+    elif isinstance(error, SystemExit):
+        message = f"exited with code {error.code} (rejected arguments? see the output above)"
+    else:
+        message = f"{type(error).__name__}: {error}"
+    return message[:MAX_ERROR_CHARS]
+
+
+def release_memory(device: torch.device) -> None:
+    """Drop what the last row left (its model, optimizer state, a failed step's tensors)."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, type=Path, help="where suite.json and suite.md go")
+    parser.add_argument("--scratch", type=Path, default=None,
+                        help="where the synthetic corpus (~1 GB) and the fit rows' run dirs go (default: --out)")
+    parser.add_argument("--quick", action="store_true", help="tiny models and data, one step each (a CPU check)")
+    parser.add_argument("--budget-s", type=float, default=DEFAULT_BUDGET_S,
+                        help=f"skip the rows still to run after this many seconds (default: {DEFAULT_BUDGET_S:g})")
+    parser.add_argument("--clips", type=int, default=None, help="synthetic clips for the fit rows (default: 1024)")
+    parser.add_argument("--conv-impls", nargs="+", default=None,
+                        help=f"musicnn conv implementations (default: {' '.join(MUSICNN_CONV_IMPLS)})")
+    parser.add_argument("--device", default="auto")
+
+
+def main(args: argparse.Namespace) -> int:
+    plan = QUICK if args.quick else Plan()
+    if args.clips is not None:
+        plan = replace(plan, clips=args.clips)
+    if args.conv_impls is not None:
+        plan = replace(plan, conv_impls=tuple(args.conv_impls))
+    device = resolve_device(args.device)
+    args.out.mkdir(parents=True, exist_ok=True)
+    suite = Suite(args.out, plan, args.budget_s, device, quick=args.quick, scratch=args.scratch)
+    header = suite.header
+    print(f"lt bench suite: {header['device']}, torch {header['torch']} (CUDA {header['cuda']}), "
+          f"{header['cpus']} CPUs, {header['date']}; {len(suite.rows)} rows, budget {args.budget_s:g} s, "
+          f"results in {args.out}", flush=True)
+    suite.run()
+    print(suite.markdown(), flush=True)
+    return 0

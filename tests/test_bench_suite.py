@@ -1,0 +1,98 @@
+"""`lt bench suite --quick`: every planned row ends measured, failed with its reason, or skipped by the budget.
+
+The quick plan is the full suite's machinery on tiny models and data (a CPU check); no timing
+assertions, since this machine is noisy.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lightning_tagging.bench.model import ModelConfig
+from lightning_tagging.cli import main
+
+
+def musicnn(conv_impl: str) -> str:
+    return json.dumps({"conv_impl": conv_impl, "width": 0.1}, sort_keys=True)
+
+
+# The quick plan with conv implementations conv2d, mel_windows and one that does not exist.
+BASELINE = ModelConfig("musicnn", 2, "fp32", backbone_args=musicnn("conv2d"))
+EXPECTED_MODEL_ROWS = [
+    BASELINE,
+    ModelConfig("musicnn", 2, "bf16-mixed", backbone_args=musicnn("conv2d")),
+    ModelConfig("musicnn", 2, "fp32", backbone_args=musicnn("mel_windows")),
+    ModelConfig("musicnn", 2, "bf16-mixed", backbone_args=musicnn("mel_windows")),
+    ModelConfig("musicnn", 2, "fp32", backbone_args=musicnn("no_such_impl")),
+    ModelConfig("musicnn", 2, "bf16-mixed", backbone_args=musicnn("no_such_impl")),
+    ModelConfig("samplecnn", 2, "fp32"),
+    ModelConfig("samplecnn", 2, "bf16-mixed"),
+    ModelConfig("musicnn", 2, "fp32", channels_last=True, backbone_args=musicnn("conv2d")),
+]
+COMPILED = ModelConfig("musicnn", 2, "fp32", compile=True, backbone_args=musicnn("conv2d"), compile_backend="eager")
+# musicnn's fit row runs the conv implementation that was fastest in its model rows (fp32, batch 2).
+EXPECTED_FIT_ROWS = ["musicnn b=2 32-true, 1 workers, conv_impl {fastest}", "samplecnn b=2 32-true, 1 workers"]
+
+
+def run_suite(out: Path, *extra: str) -> tuple[dict[str, Any], str]:
+    code = main(["bench", "suite", "--quick", "--out", str(out), "--conv-impls", "conv2d", "mel_windows",
+                 "no_such_impl", *extra])
+    assert code == 0
+    return json.loads((out / "suite.json").read_text()), (out / "suite.md").read_text()
+
+
+def test_quick_suite_measures_every_row_and_records_failures(tmp_path: Path) -> None:
+    suite, text = run_suite(tmp_path)
+    rows = {row["label"]: row for row in suite["rows"]}
+    speeds = {impl: rows[ModelConfig("musicnn", 2, "fp32", backbone_args=musicnn(impl)).label]["result"]
+              ["train_clips_per_s"] for impl in ("conv2d", "mel_windows")}
+    fit_labels = [label.format(fastest=max(speeds, key=speeds.__getitem__)) for label in EXPECTED_FIT_ROWS]
+    expected_labels = [c.label for c in EXPECTED_MODEL_ROWS] + fit_labels + [COMPILED.label]
+    assert [row["label"] for row in suite["rows"]] == expected_labels  # compiled last: slowest, least certain
+    assert suite["finished"] and suite["torch"] and suite["device"]
+
+    for config in EXPECTED_MODEL_ROWS:
+        row = rows[config.label]
+        if "no_such_impl" in config.label:  # recorded, and the suite went on
+            assert row["status"] == "failed" and "no_such_impl" in row["error"]
+            continue
+        assert row["status"] == "ok", row["error"]
+        result = row["result"]
+        assert result["train_clips_per_s"] > 0 and result["infer_clips_per_s"] > 0
+        assert result["saved_activation_gib"] > 0
+        assert result["peak_train_memory_gib"] is None  # CUDA only
+        baseline = rows[config.baseline.label]["result"]
+        if config == config.baseline:
+            assert result["speedup_vs_eager_fp32"] is None
+        else:
+            assert result["speedup_vs_eager_fp32"] == pytest.approx(
+                result["train_clips_per_s"] / baseline["train_clips_per_s"])
+
+    compiled = rows[COMPILED.label]  # in a child process; the compiler may be unsupported on some platforms
+    assert compiled["status"] == "ok" or compiled["error"]
+    if compiled["status"] == "ok":
+        assert compiled["result"]["train_clips_per_s"] > 0
+
+    for label in fit_labels:
+        row = rows[label]
+        assert row["status"] == "ok", row["error"]
+        assert row["result"]["train_clips_per_s"] > 0 and 0.0 <= row["result"]["data_wait_fraction"] < 1.0
+        assert row["details"]["command"][:3] == ["lt", "bench", "fit"]  # how to reproduce the row
+
+    assert text.startswith("Measured ") and "torch " in text
+    for label in expected_labels:
+        assert f"| {label} |" in text
+    assert text.count("| failed: ") == 2 and "| baseline |" in text
+
+
+def test_rows_past_the_time_budget_are_skipped(tmp_path: Path) -> None:
+    suite, text = run_suite(tmp_path, "--budget-s", "0")
+    first, *rest = suite["rows"]
+    assert first["status"] == "ok"  # the first row always runs
+    assert rest and all(row["status"] == "skipped" and "budget" in row["error"] for row in rest)
+    assert not (tmp_path / "corpus").exists()  # no fit row ran, so no shards were built
+    assert text.count("| skipped: ") == len(rest)
