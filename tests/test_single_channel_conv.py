@@ -39,3 +39,25 @@ def test_musicnn_same_function_with_either_conv() -> None:
 def test_unknown_impl() -> None:
     with pytest.raises(ValueError, match="unknown conv implementation"):
         single_channel_conv2d(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 2, 2), None, "fft")
+
+
+@pytest.mark.parametrize("kernel", [(38, 7), (1, 32)])
+def test_mel_windows_under_bf16_autocast_is_as_accurate_as_conv2d(kernel: tuple[int, int]) -> None:
+    """bf16-mixed: against the float32 result, mel windows are no further off than the library conv."""
+    torch.manual_seed(1)
+    x = torch.randn(3, 1, 96, 120)
+    weight, bias = torch.randn(6, 1, *kernel) * 0.1, torch.randn(6)
+    probe = torch.randn(3, 6, 96 - kernel[0] + 1, 120 - kernel[1] + 1)  # a fixed upstream gradient
+
+    def run(impl: str, autocast: bool) -> list[torch.Tensor]:
+        tensors = [t.clone().requires_grad_() for t in (x, weight, bias)]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            out = single_channel_conv2d(*tensors, impl)
+        (out.float() * probe).sum().backward()
+        return [out.detach().float()] + [t.grad for t in tensors]
+
+    truth = run("conv2d", autocast=False)
+    library, windows = run("conv2d", autocast=True), run("mel_windows", autocast=True)
+    for name, t, a, b in zip(("out", "x", "weight", "bias"), truth, library, windows, strict=True):
+        error_library, error_windows = ((r - t).norm() / t.norm() for r in (a, b))
+        assert error_windows <= 1.25 * error_library + 1e-4, f"{name}: {error_windows:.2e} vs {error_library:.2e}"

@@ -39,6 +39,18 @@ def single_channel_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
         return F.conv2d(x, weight, bias)
     if impl != "mel_windows":
         raise UserError(f"unknown conv implementation {impl!r}; choose one of {IMPLEMENTATIONS}")
+    if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        # CPU autocast would run this conv1d in bf16, which is emulated (slower than fp32 here) and
+        # sums the weight gradient over B·F' windows with 5× the error of the library conv2d in bf16
+        # (tests/test_single_channel_conv.py). fp32 inside, autocast's dtype outside.
+        with torch.autocast("cpu", enabled=False):
+            out = _mel_windows_conv(x.float(), weight.float(), None if bias is None else bias.float())
+        return out.to(torch.get_autocast_dtype("cpu"))
+    return _mel_windows_conv(x, weight, bias)
+
+
+def _mel_windows_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """The mel-windows formulation (module docstring): ``[B, 1, F, T]`` → ``[B, C, F', T']``."""
     batch, _, n_mels, n_steps = x.shape
     filters, _, kernel_mels, _ = weight.shape
     n_positions = n_mels - kernel_mels + 1
