@@ -78,7 +78,7 @@ class TaggingModule(pl.LightningModule):
         self._eval_targets: list[torch.Tensor] = []
         self._eval_keys: list[str | None] = []
         self._train_skipped = torch.zeros((), dtype=torch.int64)  # corrupt training samples this epoch, this rank
-        self.train_skipped_total = 0  # over all ranks and the epochs trained in this process
+        self.train_skipped_total = 0  # over all ranks and the finished epochs (carried by checkpoints)
         self.test_results: dict[str, Any] | None = None
         if init_from is not None:
             self.load_weights(init_from)
@@ -239,8 +239,23 @@ class TaggingModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["tags"] = self.tags
+        if self._trainer is not None and self.trainer.state.fn == "fit":
+            # Corrupt training samples counted so far, so a resumed run reports the whole run's count
+            # (resume.py replays the epoch's first batches without training on them, so they are not
+            # counted twice). Every rank saves a checkpoint together (Trainer.save_checkpoint ends in a
+            # barrier), so this sum is one more collective at the same point on every rank.
+            local = self._train_skipped.to(self.device).float()
+            this_epoch = int(self.trainer.strategy.reduce(local, reduce_op="sum").item())
+            checkpoint["train_skipped"] = {"finished_epochs": self.train_skipped_total, "this_epoch": this_epoch}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        counts = checkpoint.get("train_skipped")
+        if counts is not None and self._trainer is not None and self.trainer.state.fn == "fit":
+            # Resuming this run's training (not fine-tuning from it, not testing it): continue its counts.
+            # Every rank restores the same sum, so only rank zero carries this epoch's part into the next sum.
+            self.train_skipped_total = int(counts["finished_epochs"])
+            this_epoch = int(counts["this_epoch"]) if self.trainer.global_rank == 0 else 0
+            self._train_skipped = torch.tensor(this_epoch, dtype=torch.int64)
         saved = checkpoint.get("tags")
         if saved is not None and saved != self.tags:
             raise UserError(
