@@ -4,23 +4,28 @@
 # Here first (once): scripts/fetch-device-wheels.sh   # the wheels the GPU image lacks, into .whl/ (~3 MiB)
 # Then the device tool: command "bash scripts/device-bench.sh", carry [".whl"], timeout_s 600
 # (further arguments go to `lt bench suite`, e.g. --conv-impls conv2d mel_windows).
-# Back under $OUT/suite/: suite.md (the Markdown tables), suite.json (every figure), log.txt (all output).
+# Back under $OUT/suite/: gpu-tests.txt (the numerical tests of our kernels, run on the GPU first),
+# suite.md (the Markdown tables), suite.json (every figure), log.txt (all output).
 #
-# The suite stops starting rows after BUDGET_S seconds (default 480, leaving the command's 10-minute
-# limit room for start-up and the row in flight) and rewrites suite.json / suite.md after every row,
+# The tests get at most 90 s. The suite stops starting rows after BUDGET_S seconds (default 400,
+# leaving the command's 10-minute limit room for the tests, start-up and the row in flight) and rewrites suite.json / suite.md after every row,
 # so even a killed run returns what it measured. The synthetic corpus (~1 GB) goes to /tmp, not $OUT,
 # since only a few small files come back.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 : "${OUT:?OUT must name the folder whose files come back}"
-BUDGET_S=${BUDGET_S:-480}
+BUDGET_S=${BUDGET_S:-400}
 
 nvidia-smi
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
     || { echo "installing .whl/*.whl failed: run scripts/fetch-device-wheels.sh here and carry .whl" >&2; exit 1; }
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 mkdir -p "$OUT/suite"
+# Same function on the GPU too: fused and mel-window convs against the plain modules (tests/conftest.py
+# adds the "cuda" device when there is one). A failure here is reported, and the benchmarks still run.
+timeout --kill-after=5 90 python3 -m pytest -q -p no:cacheprovider tests/test_fused_branch.py \
+    tests/test_single_channel_conv.py 2>&1 | tee "$OUT/suite/gpu-tests.txt"
 # A hard stop well inside the tool's limit, so tee and the files written so far are kept.
-timeout --signal=TERM --kill-after=10 $((BUDGET_S + 90)) \
+timeout --signal=TERM --kill-after=10 $((BUDGET_S + 80)) \
     python3 -m lightning_tagging.cli bench suite --out "$OUT/suite" --scratch /tmp/lt-bench-suite --budget-s "$BUDGET_S" "$@" \
     2>&1 | tee "$OUT/suite/log.txt"

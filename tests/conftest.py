@@ -3,13 +3,33 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 # Tests never talk to W&B's servers: runs that log to W&B are offline runs written to disk.
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
+
+# Numerical tests of our kernels run on every device here: the CPU, and a GPU where there is one
+# (scripts/device-bench.sh runs them there before the benchmarks).
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(params=DEVICES)
+def device(request: pytest.FixtureRequest) -> Iterator[torch.device]:
+    """A device to compute on. On CUDA, TF32 is off: fp32 tolerances are stated for fp32 arithmetic."""
+    if request.param != "cuda":
+        yield torch.device(request.param)
+        return
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield torch.device("cuda")
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 

@@ -8,15 +8,16 @@ from lightning_tagging.models.single_channel_conv import single_channel_conv2d
 
 
 @pytest.mark.parametrize("kernel", [(38, 7), (67, 7), (1, 128), (1, 32)])
-def test_mel_windows_equals_conv2d_with_gradients(kernel: tuple[int, int]) -> None:
+def test_mel_windows_equals_conv2d_with_gradients(kernel: tuple[int, int], device: torch.device) -> None:
     torch.manual_seed(0)
-    x = torch.randn(3, 1, 96, 150, dtype=torch.float64, requires_grad=True)
-    weight = torch.randn(5, 1, *kernel, dtype=torch.float64, requires_grad=True)
-    bias = torch.randn(5, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(3, 1, 96, 150, dtype=torch.float64, device=device, requires_grad=True)
+    weight = torch.randn(5, 1, *kernel, dtype=torch.float64, device=device, requires_grad=True)
+    bias = torch.randn(5, dtype=torch.float64, device=device, requires_grad=True)
     outputs, grads = [], []
     for impl in ("conv2d", "mel_windows"):
         out = single_channel_conv2d(x, weight, bias, impl)
-        (out * torch.linspace(-1, 1, out.numel(), dtype=torch.float64).reshape(out.shape)).sum().backward()
+        probe = torch.linspace(-1, 1, out.numel(), dtype=torch.float64, device=device).reshape(out.shape)
+        (out * probe).sum().backward()
         outputs.append(out.detach())
         grads.append([t.grad.clone() for t in (x, weight, bias)])
         for t in (x, weight, bias):
@@ -42,16 +43,17 @@ def test_unknown_impl() -> None:
 
 
 @pytest.mark.parametrize("kernel", [(38, 7), (1, 32)])
-def test_mel_windows_under_bf16_autocast_is_as_accurate_as_conv2d(kernel: tuple[int, int]) -> None:
+def test_mel_windows_under_bf16_autocast_is_as_accurate_as_conv2d(kernel: tuple[int, int],
+                                                                   device: torch.device) -> None:
     """bf16-mixed: against the float32 result, mel windows are no further off than the library conv."""
     torch.manual_seed(1)
-    x = torch.randn(3, 1, 96, 120)
-    weight, bias = torch.randn(6, 1, *kernel) * 0.1, torch.randn(6)
-    probe = torch.randn(3, 6, 96 - kernel[0] + 1, 120 - kernel[1] + 1)  # a fixed upstream gradient
+    x = torch.randn(3, 1, 96, 120, device=device)
+    weight, bias = torch.randn(6, 1, *kernel, device=device) * 0.1, torch.randn(6, device=device)
+    probe = torch.randn(3, 6, 96 - kernel[0] + 1, 120 - kernel[1] + 1, device=device)  # a fixed upstream gradient
 
     def run(impl: str, autocast: bool) -> list[torch.Tensor]:
         tensors = [t.clone().requires_grad_() for t in (x, weight, bias)]
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             out = single_channel_conv2d(*tensors, impl)
         (out.float() * probe).sum().backward()
         return [out.detach().float()] + [t.grad for t in tensors]
