@@ -27,7 +27,7 @@ from lightning_tagging.callbacks import FrontendTrajectory, ResultsWriter, RunCh
 from lightning_tagging.data.datamodule import TaggingDataModule
 from lightning_tagging.module import TaggingModule
 from lightning_tagging.preemption import PREEMPTED_CHECKPOINT, Preempted, RequeueOnSignal
-from lightning_tagging.resume import ResumableTrainLoader, resume_checkpoint
+from lightning_tagging.resume import resume_checkpoint
 from lightning_tagging.wandb_media import WandbMedia
 from lightning_tagging.wandb_setup import WandbRun, default_wandb_logger
 
@@ -72,12 +72,6 @@ class TaggingCLI(LightningCLI):
 
     def instantiate_classes(self) -> None:
         super().instantiate_classes()
-        # The DataModule's training loader, wrapped so that a run resumed mid-epoch replays the
-        # same batches (resume.py); Lightning calls the hook, so wrapping the bound method suffices.
-        datamodule = self.datamodule
-        make_loader = datamodule.train_dataloader
-        # datamodule.trainer: whichever Trainer is fitting now (tools such as `lt bench fit` bring their own).
-        datamodule.train_dataloader = lambda: ResumableTrainLoader(make_loader(), datamodule.trainer)
         self._log_config()
 
     def _log_config(self) -> None:

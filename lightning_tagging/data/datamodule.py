@@ -38,6 +38,8 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
+from lightning_tagging.resume import ResumableTrainLoader
+
 from .audio import SAMPLE_RATE
 from .directory import ShardDirectory
 from .distributed import detect_distribution
@@ -200,7 +202,8 @@ class TaggingDataModule(pl.LightningDataModule):
         batches_per_rank = math.ceil(self._samples_per_epoch() / (self.batch_size * world_size))
         return math.ceil(batches_per_rank / max(1, self.num_workers))
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> DataLoader | ResumableTrainLoader:
+        """The training loader; under a Trainer, wrapped so a run resumed mid-epoch replays its batches."""
         if self.train_crop is None:
             self.setup("fit")
         rank, world_size = self._distribution()
@@ -223,9 +226,12 @@ class TaggingDataModule(pl.LightningDataModule):
         )
         # Persistent workers keep their copy of the dataset, whose epoch counter then moves on
         # every epoch (fresh workers would start from the same epoch and repeat the same draws).
-        return DataLoader(
+        loader = DataLoader(
             dataset, batch_size=None, persistent_workers=self.num_workers > 0, **self._loader_options(self.num_workers)
         )
+        # Under a Trainer (whichever is fitting now: `lt fit`, `lt bench fit`, a user's own script),
+        # the loader saves where the epoch stands in every checkpoint and skips ahead on resume.
+        return ResumableTrainLoader(loader, self.trainer) if self.trainer is not None else loader
 
     # --- evaluation ------------------------------------------------------------------------
 
