@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -55,3 +57,17 @@ def test_bench_model_measures_each_backbone_args_variant_against_one_baseline(
     assert mel_windows["baseline_train_clips_per_s"] == conv2d["train_clips_per_s"]
     assert out.count(" baseline\n") == 1  # measured once
     assert all(r["saved_activation_gib"] > 0 for r in (mel_windows, conv2d))
+
+
+def test_bench_fit_with_two_ddp_processes_counts_both(tiny_corpus: Path) -> None:
+    """`--devices 2` on CPU: Lightning reruns the command in a second process (gloo); one report."""
+    command = [sys.executable, "-m", "lightning_tagging.cli", "bench", "fit", "--devices", "2", "--steps", "2",
+               "--warmup", "1", "--json", "--config", str(REPO / "experiments" / "demo.yaml"),
+               "--data.root", str(tiny_corpus), "--data.batch_size", "2", "--data.num_workers", "0",
+               "--model.backbone.init_args.width", "0.1"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("lt bench fit:") == 1  # rank zero reports for both
+    result = json_tail(done.stdout)
+    assert result["devices"] == 2 and result["rank"] == 0 and result["steps_timed"] == 2
+    assert result["train_clips_per_s"] > 0 and "× 2" in done.stdout

@@ -35,7 +35,9 @@ EXPECTED_MODEL_ROWS = [
 ]
 COMPILED = ModelConfig("musicnn", 2, "fp32", compile=True, backbone_args=musicnn("conv2d"), compile_backend="eager")
 # musicnn's fit row runs the conv implementation that was fastest in its model rows (fp32, batch 2).
-EXPECTED_FIT_ROWS = ["musicnn b=2 32-true, 1 workers, conv_impl {fastest}", "samplecnn b=2 32-true, 1 workers"]
+# With --ddp-devices 2, musicnn's fit row runs again on two DDP processes (gloo on a CPU).
+EXPECTED_FIT_ROWS = ["musicnn b=2 32-true, 1 workers, conv_impl {fastest}", "samplecnn b=2 32-true, 1 workers",
+                     "musicnn b=2 per device 32-true, 1 workers each, × 2 devices"]
 
 
 def run_suite(out: Path, *extra: str) -> tuple[dict[str, Any], str]:
@@ -46,7 +48,7 @@ def run_suite(out: Path, *extra: str) -> tuple[dict[str, Any], str]:
 
 
 def test_quick_suite_measures_every_row_and_records_failures(tmp_path: Path) -> None:
-    suite, text = run_suite(tmp_path)
+    suite, text = run_suite(tmp_path, "--ddp-devices", "2")
     rows = {row["label"]: row for row in suite["rows"]}
     speeds = {impl: rows[ModelConfig("musicnn", 2, "fp32", backbone_args=musicnn(impl)).label]["result"]
               ["train_clips_per_s"] for impl in ("conv2d", "mel_windows")}
@@ -82,6 +84,8 @@ def test_quick_suite_measures_every_row_and_records_failures(tmp_path: Path) -> 
         assert row["status"] == "ok", row["error"]
         assert row["result"]["train_clips_per_s"] > 0 and 0.0 <= row["result"]["data_wait_fraction"] < 1.0
         assert row["details"]["command"][:3] == ["lt", "bench", "fit"]  # how to reproduce the row
+    ddp = rows[fit_labels[-1]]["result"]
+    assert ddp["devices"] == 2 and ddp["rank"] == 0
 
     assert text.startswith("Measured ") and "torch " in text
     for label in expected_labels:

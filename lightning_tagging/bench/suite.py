@@ -15,6 +15,8 @@ Runs, in this order (the lists are the constants below):
    PCM16 shards built in ``SCRATCH/corpus`` (reused by a rerun), with as many DataLoader workers
    as the CPUs allow; musicnn with the conv implementation that was fastest in the model rows
    at that batch and precision;
+   and, where there are several GPUs (or ``--ddp-devices N``), one fit row again on N DDP
+   processes: the multi-GPU scaling, measured beside its one-GPU row;
 3. torch.compile rows, one per backbone, last because compiling is slow and the least
    certain; each runs in its own process (``isolated.py``), so a compiler crash or hang costs
    that row only.
@@ -35,6 +37,8 @@ import gc
 import json
 import os
 import platform
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -94,6 +98,7 @@ class Plan:
     fit_workers: int | None = None  # DataLoader workers of the fit rows; None: every CPU but one, at most 15
     fit_steps: int = 20  # timed fit steps
     fit_warmup: int = 3  # untimed fit steps, at least one per DataLoader worker (each one's first batch waits)
+    ddp_devices: int | None = None  # one more fit row on this many DDP processes; None: every GPU, if several
     patches_per_clip: int = 16  # crops per decoded clip: enough that 15 workers keep ahead of an H100
     clips: int = 1024  # synthetic corpus: ~1 GB of PCM16, built in seconds by 16 processes
     clip_seconds: float = 29.0  # like MagnaTagATune
@@ -206,6 +211,9 @@ class Suite:
         for backbone in plan.fit_backbones:
             for precision in plan.fit_precisions:
                 self._add_fit(backbone, precision)
+        ddp_devices = plan.ddp_devices if plan.ddp_devices is not None else torch.cuda.device_count()
+        if ddp_devices > 1 and plan.fit_backbones and plan.fit_precisions:
+            self._add_ddp_fit(plan.fit_backbones[0], plan.fit_precisions[-1], ddp_devices)
         for config in (c for c in configs if c.compile):
             self._add_model(config)
 
@@ -250,6 +258,40 @@ class Suite:
         result = bench_fit.run(args, steps=self.plan.fit_steps, warmup=warmup, precision=precision)
         print(bench_fit.format_result(result), flush=True)
         return result
+
+    def _add_ddp_fit(self, backbone: str, precision: str, devices: int) -> None:
+        """The fit row of ``backbone`` again on ``devices`` DDP processes: multi-GPU scaling, in the same run."""
+        workers = self.ddp_workers(devices)
+        label = (f"{backbone} b={self.plan.large_batch} per device {precision}, {workers} workers each, "
+                 f"× {devices} devices")
+        row = Row("fit", label, details={"backbone": backbone, "precision": precision, "devices": devices})
+        self.rows.append(row)
+        self.runners.append(lambda row: self._run_ddp_fit(row, backbone, precision, devices))
+
+    def _run_ddp_fit(self, row: Row, backbone: str, precision: str, devices: int) -> dict[str, Any]:
+        # Lightning's DDP reruns the command line in every extra process, so the row runs as its own
+        # `lt bench fit` command rather than inside this long-lived suite process.
+        corpus = self.corpus()
+        workers = self.ddp_workers(devices)
+        args = fit_arguments(backbone, f"{precision}-ddp{devices}", corpus, self.scratch, self.plan, workers)
+        conv_impl = self.fastest_conv_impl(backbone, precision)
+        if conv_impl is not None:
+            args += ["--model.backbone.init_args.conv_impl", conv_impl]
+        warmup = max(self.plan.fit_warmup, workers)
+        command = ["bench", "fit", "--devices", str(devices), "--precision", precision, "--steps",
+                   str(self.plan.fit_steps), "--warmup", str(warmup), "--json", *args]
+        row.details["command"] = ["lt", *command]
+        done = subprocess.run([sys.executable, "-m", "lightning_tagging.cli", *command], capture_output=True,
+                              text=True, timeout=max(1.0, self.remaining_s()))
+        if done.returncode != 0:
+            raise RuntimeError(f"exit code {done.returncode}: {done.stderr.strip()[-2000:]}")
+        result = json.loads(done.stdout[done.stdout.index("\n{") + 1:])
+        print(bench_fit.format_result(result), flush=True)
+        return result
+
+    def ddp_workers(self, devices: int) -> int:
+        """DataLoader workers per DDP process: the fit rows' workers shared out among the processes."""
+        return max(1, self.workers // devices) if self.workers else 0
 
     def fastest_conv_impl(self, backbone: str, precision: str) -> str | None:
         """The conv_impl of the fastest eager model row of ``backbone`` at the fit batch and precision, if any."""
@@ -349,6 +391,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clips", type=int, default=None, help="synthetic clips for the fit rows (default: 1024)")
     parser.add_argument("--conv-impls", nargs="+", default=None,
                         help=f"musicnn conv implementations (default: {' '.join(MUSICNN_CONV_IMPLS)})")
+    parser.add_argument("--ddp-devices", type=int, default=None,
+                        help="one more fit row on this many DDP processes (default: every GPU, if several)")
     parser.add_argument("--device", default="auto")
 
 
@@ -358,6 +402,8 @@ def main(args: argparse.Namespace) -> int:
         plan = replace(plan, clips=args.clips)
     if args.conv_impls is not None:
         plan = replace(plan, conv_impls=tuple(args.conv_impls))
+    if args.ddp_devices is not None:
+        plan = replace(plan, ddp_devices=args.ddp_devices)
     device = resolve_device(args.device)
     args.out.mkdir(parents=True, exist_ok=True)
     suite = Suite(args.out, plan, args.budget_s, device, quick=args.quick, scratch=args.scratch)
