@@ -90,12 +90,12 @@ def queued(job: str) -> list[str]:
     return out.splitlines()
 
 
-def wait_for(condition: object, timeout: float, what: str) -> None:
+def wait_for(condition: object, timeout: float, what: str, poll_s: float = 1.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():  # type: ignore[operator]
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(1)
+        time.sleep(poll_s)
 
 
 def tiny(corpus: Path) -> list[str]:
@@ -163,7 +163,7 @@ def preempt_matrix(folder: Path, name: str) -> Path:
         configs: [{DEMO}]
         fixed:
           trainer.max_epochs: 3
-          trainer.limit_train_batches: 4
+          trainer.limit_train_batches: 8
           trainer.enable_progress_bar: false
           model.backbone.init_args.width: 0.1
           data.batch_size: 2
@@ -194,12 +194,13 @@ def test_a_cell_signalled_to_requeue_resumes_and_ends_as_an_uninterrupted_run(
     trajectory = run_dir / "frontend_values.csv"
     log_file = interrupted / "preempt" / "slurm" / f"{job}_0.out"
 
-    def past_step_6() -> bool:
-        return trajectory.exists() and len(trajectory.read_text().splitlines()) > 6
+    def past_step_10() -> bool:
+        return trajectory.exists() and len(trajectory.read_text().splitlines()) > 10
 
-    # Signal in the second of three epochs (4 steps each), once step 6 is done.
-    wait_for(lambda: past_step_6() or not queued(job), 600, "step 6")
-    assert past_step_6(), log_file.read_text()[-3000:]
+    # Signal in the second of three epochs (8 steps each), once step 10 is done. A tiny step takes
+    # ~0.1 s: poll often, and leave 14 steps for the signal to land in.
+    wait_for(lambda: past_step_10() or not queued(job), 600, "step 10", poll_s=0.1)
+    assert past_step_10(), log_file.read_text()[-3000:]
     subprocess.run(["scancel", "--signal=USR1", f"{job}_0"], check=True)
     wait_for(lambda: not queued(job) and not queued(ref_job), 900, "both jobs to finish")
 
@@ -215,7 +216,7 @@ def test_a_cell_signalled_to_requeue_resumes_and_ends_as_an_uninterrupted_run(
     # 1e-6 leaves room for nothing but that; any lost, repeated or reordered step moves them far more.
     ref_dir = reference / "reference" / ref_cell.id
     a, b = (json.loads((d / "results.json").read_text()) for d in (run_dir, ref_dir))
-    assert a["global_step"] == b["global_step"] == 12
+    assert a["global_step"] == b["global_step"] == 24
     for key in ("roc_auc", "pr_auc"):
         assert abs(a[key] - b[key]) <= 1e-6, key
     for name, value in b["frontend"].items():
