@@ -7,12 +7,15 @@ assertions, since this machine is noisy.
 from __future__ import annotations
 
 import json
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from lightning_tagging.bench.model import ModelConfig
+from lightning_tagging.bench.suite import run_command
 from lightning_tagging.cli import main
 
 
@@ -100,3 +103,28 @@ def test_rows_past_the_time_budget_are_skipped(tmp_path: Path) -> None:
     assert rest and all(row["status"] == "skipped" and "budget" in row["error"] for row in rest)
     assert not (tmp_path / "corpus").exists()  # no fit row ran, so no shards were built
     assert text.count("| skipped: ") == len(rest)
+
+
+def test_a_command_past_its_time_is_killed_with_its_children(tmp_path: Path) -> None:
+    """A DDP row's rank whose partner died would wait for ever: the suite kills the whole process group."""
+    pid_file = tmp_path / "grandchild.pid"
+    script = ("import subprocess, sys, time; "
+              "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+              f"open({str(pid_file)!r}, 'w').write(str(p.pid)); time.sleep(60)")
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="timed out after 3 s"):
+        run_command([sys.executable, "-c", script], timeout_s=3)
+    assert time.monotonic() - started < 30
+    grandchild = int(pid_file.read_text())
+    for _ in range(50):  # gone, or a zombie nobody has reaped yet: not running either way
+        status = Path(f"/proc/{grandchild}/status")
+        if not status.exists() or "State:\tZ" in status.read_text():
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"process {grandchild} still runs")
+
+
+def test_a_failing_command_reports_the_end_of_its_stderr() -> None:
+    with pytest.raises(RuntimeError, match="exit code 3: boom"):
+        run_command([sys.executable, "-c", "import sys; sys.stderr.write('boom'); sys.exit(3)"], timeout_s=30)

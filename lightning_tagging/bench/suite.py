@@ -37,6 +37,7 @@ import gc
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -146,8 +147,9 @@ def fit_workers(plan: Plan) -> int:
     return max(0, min((os.cpu_count() or 1) - 1, 15))
 
 
-def fit_arguments(backbone: str, precision: str, corpus: Path, scratch: Path, plan: Plan, workers: int) -> list[str]:
-    """`lt fit` arguments for one fit row: front-end + backbone, the corpus, batch and workers."""
+def fit_arguments(backbone: str, run_name: str, corpus: Path, scratch: Path, plan: Plan, workers: int) -> list[str]:
+    """`lt fit` arguments for one fit row: front-end + backbone, the corpus, batch and workers; its run dir
+    is ``SCRATCH/fit-runs/<backbone>-<run_name>``."""
     frontend, backbone_class = FIT_MODELS[backbone]
     args = ["--seed_everything", "0", "--model.frontend", frontend, "--model.backbone", backbone_class]
     if backbone == "musicnn":
@@ -159,7 +161,7 @@ def fit_arguments(backbone: str, precision: str, corpus: Path, scratch: Path, pl
         "--data.batch_size", str(plan.large_batch),
         "--data.num_workers", str(workers),
         "--data.patches_per_clip", str(plan.patches_per_clip),
-        "--trainer.default_root_dir", str(scratch / "fit-runs" / f"{backbone}-{precision}"),
+        "--trainer.default_root_dir", str(scratch / "fit-runs" / f"{backbone}-{run_name}"),
     ]
 
 
@@ -251,7 +253,7 @@ class Suite:
         if conv_impl is not None:  # end to end with the implementation the model rows found fastest
             args += ["--model.backbone.init_args.conv_impl", conv_impl]
             row.label += f", conv_impl {conv_impl}"
-            row.details["conv_impl"] = conv_impl
+        row.details["conv_impl"] = conv_impl
         warmup = max(self.plan.fit_warmup, self.workers)  # each worker's first batch waits for its start-up
         row.details["command"] = ["lt", "bench", "fit", "--precision", precision, "--steps",
                                   str(self.plan.fit_steps), "--warmup", str(warmup), *args]
@@ -277,15 +279,13 @@ class Suite:
         conv_impl = self.fastest_conv_impl(backbone, precision)
         if conv_impl is not None:
             args += ["--model.backbone.init_args.conv_impl", conv_impl]
+        row.details["conv_impl"] = conv_impl
         warmup = max(self.plan.fit_warmup, workers)
         command = ["bench", "fit", "--devices", str(devices), "--precision", precision, "--steps",
                    str(self.plan.fit_steps), "--warmup", str(warmup), "--json", *args]
         row.details["command"] = ["lt", *command]
-        done = subprocess.run([sys.executable, "-m", "lightning_tagging.cli", *command], capture_output=True,
-                              text=True, timeout=max(1.0, self.remaining_s()))
-        if done.returncode != 0:
-            raise RuntimeError(f"exit code {done.returncode}: {done.stderr.strip()[-2000:]}")
-        result = json.loads(done.stdout[done.stdout.index("\n{") + 1:])
+        stdout = run_command([sys.executable, "-m", "lightning_tagging.cli", *command], self.remaining_s())
+        result = json.loads(stdout[stdout.index("\n{") + 1:])  # the JSON after the report line
         print(bench_fit.format_result(result), flush=True)
         return result
 
@@ -358,6 +358,25 @@ class Suite:
 
     def markdown(self) -> str:
         return markdown(self.header, self.rows)
+
+
+def run_command(argv: list[str], timeout_s: float) -> str:
+    """Run ``argv`` in a session of its own; its stdout. A failure or timeout raises with the end of stderr.
+
+    On a timeout the whole process group is killed: a DDP rank whose partner died would
+    otherwise wait in a collective for ever, holding its GPU.
+    """
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=max(1.0, timeout_s))
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise RuntimeError(f"timed out after {timeout_s:.0f} s (killed)") from None
+    if process.returncode != 0:
+        raise RuntimeError(f"exit code {process.returncode}: {stderr.strip()[-2000:]}")
+    return stdout
 
 
 MAX_ERROR_CHARS = 4000  # compiler errors run to pages; the log has them whole
