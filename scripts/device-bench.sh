@@ -22,9 +22,10 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 mkdir -p "$OUT/suite"
 # Same function on the GPU too: fused and mel-window convs against the plain modules (tests/conftest.py
-# adds the "cuda" device when there is one). A failure here is reported, and the benchmarks still run.
+# adds the "cuda" device when there is one), and a CUDA training step under CUDA's sync debug mode.
+# A failure here is reported, and the benchmarks still run.
 timeout --kill-after=5 90 python3 -m pytest -q -p no:cacheprovider tests/test_fused_branch.py \
-    tests/test_single_channel_conv.py 2>&1 | tee "$OUT/suite/gpu-tests.txt"
+    tests/test_single_channel_conv.py tests/test_no_host_sync.py 2>&1 | tee "$OUT/suite/gpu-tests.txt"
 # A hard stop well inside the tool's limit, so tee and the files written so far are kept.
 timeout --signal=TERM --kill-after=10 $((BUDGET_S + 80)) \
     python3 -m lightning_tagging.cli bench suite --out "$OUT/suite" --scratch /tmp/lt-bench-suite --budget-s "$BUDGET_S" "$@" \

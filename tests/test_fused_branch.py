@@ -14,8 +14,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch._subclasses.fake_tensor import DataDependentOutputException, FakeTensorMode
 
-from lightning_tagging.models import Musicnn
+from lightning_tagging.models import Musicnn, fused_branch
 from lightning_tagging.models.fused_branch import conv_relu_bn_max_over_mel
 
 
@@ -152,6 +153,46 @@ def test_fused_keeps_far_less_for_backward() -> None:
             model(torch.randn(8, 1, 96, 187))
         saved[impl] = sum(storages.values())
     assert saved["fused"] * 4 < saved["conv2d"], saved
+
+
+def test_a_training_step_makes_no_host_sync(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake tensors hold no data, so whatever reads a value on the host (``.item()``, ``.tolist()``,
+    ``bool()``, ``torch.equal``; on a GPU each makes the CPU wait) raises. A whole fused musicnn
+    trains a step on them, as long as the sampled recompute check is not due."""
+    monkeypatch.setattr(fused_branch, "_RECOMPUTE_CHECK", fused_branch._SampledCheck(first=0, every=10**9))
+    with FakeTensorMode():
+        model = Musicnn(n_tags=5, width=0.1, conv_impl="fused").train()
+        model(torch.randn(2, 1, 96, 40)).sum().backward()
+        assert model.timbral_f74.conv.weight.grad is not None
+
+    monkeypatch.setattr(fused_branch, "_RECOMPUTE_CHECK", fused_branch._SampledCheck(first=1, every=10**9))
+    with FakeTensorMode(), pytest.raises(DataDependentOutputException):  # the check reads the device
+        model = Musicnn(n_tags=5, width=0.1, conv_impl="fused").train()
+        model(torch.randn(2, 1, 96, 40)).sum().backward()
+
+
+def test_the_recompute_check_runs_first_then_now_and_then() -> None:
+    check = fused_branch._SampledCheck(first=3, every=100)
+    due = [call for call in range(1, 301) if check.due()]
+    assert due == [1, 2, 3, 100, 200, 300]
+
+
+def test_a_recomputed_conv_that_differs_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stands in for a non-deterministic convolution: the conv recomputed in backward is off by 1e-3."""
+    monkeypatch.setattr(fused_branch, "_RECOMPUTE_CHECK", fused_branch._SampledCheck(first=1))
+    conv_in_forward = fused_branch.single_channel_conv2d
+    in_backward = {"now": False}
+
+    def drifting_conv(*args: object) -> torch.Tensor:
+        out = conv_in_forward(*args)
+        return out + 1e-3 if in_backward["now"] else out
+
+    monkeypatch.setattr(fused_branch, "single_channel_conv2d", drifting_conv)
+    conv, bn = make_branch((5, 3), filters=4, dtype=torch.float64)
+    out = conv_relu_bn_max_over_mel(torch.randn(2, 1, 20, 16, dtype=torch.float64), conv, bn)
+    in_backward["now"] = True
+    with pytest.raises(RuntimeError, match="recomputed in backward differs"):
+        out.sum().backward()
 
 
 def test_unknown_conv_impl_is_a_clear_error() -> None:

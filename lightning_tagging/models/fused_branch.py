@@ -24,8 +24,15 @@ extremes and the statistics. Backward recomputes each chunk's conv (one extra co
 and pushes the dense ``dy`` of that chunk straight into the conv's gradients. Peak memory is
 one chunk instead of the whole tensor; the function is the same, ties included: where
 several mel positions share the max, ``amax``'s gradient is split evenly among them, and
-so is it here. Tests compare outputs, all gradients and the running statistics with the
-plain ``conv → relu → BatchNorm2d → amax`` in float64, float32 and bf16 autocast.
+so is it here.
+
+It makes no host syncs (no value is read on the CPU, so on a GPU the CPU keeps queueing
+work ahead): whether a channel pools its max or its min is chosen on the device from the sign
+of γ, and the check that backward's recomputed conv matches the forward's runs only on the
+first backward passes and every 100th after them (``_SampledCheck``).
+
+Tests compare outputs, all gradients and the running statistics with the plain
+``conv → relu → BatchNorm2d → amax`` in float64, float32 and bf16 autocast.
 """
 
 from __future__ import annotations
@@ -39,6 +46,26 @@ from .single_channel_conv import single_channel_conv2d
 # Elements of one chunk of ``y`` (B·filters·positions·T): 2^26 floats = 256 MiB in fp32.
 # Forward and backward hold a few temporaries of this size, so the branch costs ~1 GiB at most.
 DEFAULT_CHUNK_ELEMENTS = 2**26
+
+
+class _SampledCheck:
+    """Says when to run a check that costs a host sync: on the first ``first`` calls, then every ``every``-th.
+
+    The backward's recompute check (does the recomputed conv equal the forward's?) reads a
+    device tensor on the host, which makes the CPU wait for the GPU. A mismatch would come from
+    a non-deterministic convolution, a property of the setup rather than of one step, so a
+    check at the start of training and now and then after it catches it without a sync per step.
+    """
+
+    def __init__(self, first: int = 3, every: int = 100) -> None:
+        self.first, self.every, self.calls = first, every, 0
+
+    def due(self) -> bool:
+        self.calls += 1
+        return self.calls <= self.first or self.calls % self.every == 0
+
+
+_RECOMPUTE_CHECK = _SampledCheck()
 
 
 def conv_relu_bn_max_over_mel(
@@ -57,8 +84,10 @@ def conv_relu_bn_max_over_mel(
     n_positions = x.shape[2] - weight.shape[2] + 1
     per_position = x.shape[0] * weight.shape[0] * (x.shape[3] - weight.shape[3] + 1)
     chunk = max(1, min(n_positions, chunk_elements // max(1, per_position)))
-    # One band tall: the library conv; taller: 1-D conv over mel windows (see single_channel_conv).
-    impl = "conv2d" if weight.shape[2] == 1 else "mel_windows"
+    # One band tall: the library conv. Taller: 1-D conv over mel windows (see single_channel_conv),
+    # except for inference on a CPU, where the library conv's forward is the faster one.
+    inference_on_cpu = x.device.type == "cpu" and not torch.is_grad_enabled()
+    impl = "conv2d" if weight.shape[2] == 1 or inference_on_cpu else "mel_windows"
     gamma = bn.weight if bn.weight is not None else torch.ones_like(bn.running_mean)
     beta = bn.bias if bn.bias is not None else torch.zeros_like(gamma)
 
@@ -104,7 +133,7 @@ def _with_running_stats(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
     pooled = None
     for start, stop in _chunks(n_positions, chunk):
         y = _relu_conv(x, weight, bias, impl, start, stop)
-        high, low, total = y.amax(dim=2), y.amin(dim=2), y.sum(dim=2)
+        high, low, total = y.amax(dim=2), y.amin(dim=2), y.sum(dim=2)  # (aminmax has no autograd formula)
         if pooled is None:
             pooled = (high, low, total)
         else:
@@ -116,50 +145,38 @@ def _with_running_stats(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
 
 
 class _Extremes:
-    """Running max, min and sum over mel of ``y`` ``[B, C, p, T]`` chunks, and how many positions tie at each.
+    """Running extreme over mel of ``y`` ``[B, C, p, T]`` chunks, per channel the max or the min, with tie counts.
 
-    Only what some channel needs is computed (``want_high``: a channel with γ > 0, and so on).
+    ``sign`` ``[1, C, 1]`` (the sign of γ, a device tensor) picks the min where it is negative and
+    the max elsewhere. Choosing on the device keeps the forward free of host syncs: reading the
+    signs on the host would make the CPU wait for the GPU in every branch of every step.
+    ``total`` is the sum over mel, for channels with γ = 0 (see the forward).
     """
 
-    def __init__(self, want_high: bool, want_low: bool, want_total: bool) -> None:
-        self.want_high, self.want_low, self.want_total = want_high, want_low, want_total
-        self.high: torch.Tensor | None = None
-        self.high_ties: torch.Tensor | None = None
-        self.low: torch.Tensor | None = None
-        self.low_ties: torch.Tensor | None = None
+    def __init__(self, sign: torch.Tensor) -> None:
+        self.sign = sign
+        self.value: torch.Tensor | None = None
+        self.ties: torch.Tensor | None = None
         self.total: torch.Tensor | None = None
-        self.pooled_shape: tuple[int, ...] = ()
-        self.dtype = torch.float32  # y's
 
     def add(self, y: torch.Tensor) -> None:
-        self.pooled_shape, self.dtype = (y.shape[0], y.shape[1], y.shape[3]), y.dtype
-        if self.want_high:
-            self.high, self.high_ties = _merge(self.high, self.high_ties, *_extreme(y, y.amax(dim=2)), larger=True)
-        if self.want_low:
-            self.low, self.low_ties = _merge(self.low, self.low_ties, *_extreme(y, y.amin(dim=2)), larger=False)
-        if self.want_total:
-            total = y.sum(dim=2, dtype=_accumulation_dtype(y))
-            self.total = total if self.total is None else self.total + total
-
-
-def _extreme(y: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(extreme ``[B, C, T]``, how many of the chunk's mel positions equal it)."""
-    return value, (y == value.unsqueeze(2)).sum(dim=2, dtype=torch.int32)
+        low, high = torch.aminmax(y, dim=2)  # one pass over the chunk for both
+        value = torch.where(self.sign < 0, low, high)
+        ties = (y == value.unsqueeze(2)).sum(dim=2, dtype=torch.int32)
+        total = y.sum(dim=2, dtype=_accumulation_dtype(y))
+        if self.value is None or self.ties is None or self.total is None:
+            self.value, self.ties, self.total = value, ties, total
+            return
+        # The better extreme wins; equal extremes add their ties.
+        new_wins = torch.where(self.sign < 0, value < self.value, value > self.value)
+        self.ties = torch.where(value == self.value, self.ties + ties, torch.where(new_wins, ties, self.ties))
+        self.value = torch.where(new_wins, value, self.value)
+        self.total = self.total + total
 
 
 def _accumulation_dtype(y: torch.Tensor) -> torch.dtype:
     """float32 for bf16/fp16/fp32 tensors, float64 for float64 ones."""
     return torch.promote_types(y.dtype, torch.float32)
-
-
-def _merge(old: torch.Tensor | None, old_ties: torch.Tensor | None, new: torch.Tensor, new_ties: torch.Tensor,
-           larger: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Combine two (extreme, tie count) pairs: the better extreme wins; equal extremes add their ties."""
-    if old is None or old_ties is None:
-        return new, new_ties
-    new_wins = new > old if larger else new < old
-    ties = torch.where(new == old, old_ties + new_ties, torch.where(new_wins, new_ties, old_ties))
-    return torch.where(new_wins, new, old), ties
 
 
 class _Moments:
@@ -195,8 +212,8 @@ class _ConvReluBatchNormMax(torch.autograd.Function):
     def forward(ctx, x, weight, bias, gamma, beta, eps, impl, chunk):  # type: ignore[override]
         device_type = x.device.type
         ctx.autocast = (device_type, torch.is_autocast_enabled(device_type), torch.get_autocast_dtype(device_type))
-        signs = {int(v) for v in gamma.detach().sign().unique().tolist()}
-        extremes, moments = _Extremes(1 in signs, -1 in signs, 0 in signs), _Moments()
+        sign = gamma.detach().sign()[None, :, None]
+        extremes, moments = _Extremes(sign), _Moments()
         for start, stop in _chunks(x.shape[2] - weight.shape[2] + 1, chunk):
             y = _relu_conv(x, weight, bias, impl, start, stop)
             extremes.add(y)
@@ -208,17 +225,11 @@ class _ConvReluBatchNormMax(torch.autograd.Function):
         # The sign of s = γ·invstd picks the max (γ > 0) or the min (γ < 0). With γ = 0 every mel
         # position ties (the BN output is β everywhere), so amax would split the gradient among all
         # of them: the mean over mel stands in for the extreme, and every position counts as a tie.
-        sign = gamma.sign()[None, :, None]
+        assert extremes.value is not None and extremes.ties is not None and extremes.total is not None
         n_positions = x.shape[2] - weight.shape[2] + 1
-        pooled = torch.zeros(extremes.pooled_shape, dtype=extremes.dtype, device=x.device)
-        ties = torch.zeros(extremes.pooled_shape, dtype=torch.int32, device=x.device)
-        if extremes.high is not None:
-            pooled, ties = torch.where(sign > 0, extremes.high, pooled), torch.where(sign > 0, extremes.high_ties, ties)
-        if extremes.low is not None:
-            pooled, ties = torch.where(sign < 0, extremes.low, pooled), torch.where(sign < 0, extremes.low_ties, ties)
-        if extremes.total is not None:
-            mean_over_mel = (extremes.total / n_positions).to(pooled.dtype)
-            pooled, ties = torch.where(sign == 0, mean_over_mel, pooled), torch.where(sign == 0, n_positions, ties)
+        mean_over_mel = (extremes.total / n_positions).to(extremes.value.dtype)
+        pooled = torch.where(sign == 0, mean_over_mel, extremes.value)
+        ties = torch.where(sign == 0, n_positions, extremes.ties)
         y_hat = (pooled.to(acc) - mean[None, :, None]) * invstd[None, :, None]
         out = (y_hat * gamma.to(acc)[None, :, None] + beta.to(acc)[None, :, None]).to(pooled.dtype)
         ctx.save_for_backward(x, weight, bias, gamma, pooled, ties, y_hat, mean, invstd)
@@ -240,8 +251,8 @@ class _ConvReluBatchNormMax(torch.autograd.Function):
         k1 = (-scale * invstd * mean_dz_y_hat)[None, :, None, None]
         k0 = (-scale * mean_dz + scale * mean * invstd * mean_dz_y_hat)[None, :, None, None]
         # amax/amin split their gradient evenly among tied positions.
+        # (Zero where γ = 0: those channels' BN output is constant, so y gets no gradient at all.)
         scaled_dz_at_extreme = (grad_out * scale[None, :, None] / ties).unsqueeze(2)
-        every_position = (gamma == 0)[None, :, None, None] if bool((gamma == 0).any()) else None  # see forward
 
         needs_x, needs_w, needs_b = ctx.needs_input_grad[:3]
         needs_b = needs_b and bias is not None
@@ -251,7 +262,8 @@ class _ConvReluBatchNormMax(torch.autograd.Function):
         grad_x = torch.zeros_like(x) if needs_x else None
         grad_w = torch.zeros_like(weight) if needs_w else None
         grad_b = torch.zeros_like(bias) if needs_b else None
-        matched = torch.zeros_like(ties)
+        check = _RECOMPUTE_CHECK.due()
+        matched = torch.zeros_like(ties) if check else None
         device_type, autocast_on, autocast_dtype = ctx.autocast
         kernel_rows = weight.shape[2] - 1
         for start, stop in _chunks(x.shape[2] - kernel_rows, ctx.chunk):
@@ -263,9 +275,8 @@ class _ConvReluBatchNormMax(torch.autograd.Function):
             with torch.no_grad():
                 y = F.relu(conv)
                 at_extreme = y == pooled.unsqueeze(2)
-                if every_position is not None:
-                    at_extreme |= every_position
-                matched += at_extreme.sum(dim=2, dtype=torch.int32)
+                if matched is not None:
+                    matched += at_extreme.sum(dim=2, dtype=torch.int32)
                 grad_y = torch.addcmul(k0, y.to(k1.dtype), k1)
                 grad_y = torch.where(at_extreme, grad_y + scaled_dz_at_extreme, grad_y)
                 grad_conv = torch.where(y > 0, grad_y, 0.0).to(conv.dtype)  # ReLU: y > 0 exactly where conv > 0
@@ -277,8 +288,9 @@ class _ConvReluBatchNormMax(torch.autograd.Function):
                 grad_w += next(grads)
             if grad_b is not None:
                 grad_b += next(grads)
-        if not torch.equal(matched, ties):
+        if matched is not None and not torch.equal(torch.where(gamma[None, :, None] == 0, ties, matched), ties):
             # The recomputed conv must equal the forward's bit for bit, or gradients would go astray.
+            # (γ = 0 channels match everywhere by definition and get no gradient: not compared.)
             raise RuntimeError(
                 "fused musicnn front-end: the conv recomputed in backward differs from the forward pass "
                 "(non-deterministic convolution?); use conv_impl='mel_windows' or 'conv2d'"
