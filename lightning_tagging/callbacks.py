@@ -4,8 +4,9 @@
         config.yaml            the fully resolved config (LightningCLI)
         checkpoints/best.ckpt  best validation PR-AUC
         checkpoints/last.ckpt  latest state, for resuming
-        checkpoints/hpc_ckpt_N.ckpt  taken on a preemption signal (preemption.py), mid-epoch
+        checkpoints/preempted.ckpt  taken on a preemption signal (preemption.py), mid-epoch
         frontend_values.csv    learned front-end scalars (log_learn's alpha, beta) at every step
+                               (written in blocks; complete up to every checkpoint)
         results.json           test metrics, written when a test run ends
         wandb/                 the W&B run (offline unless W&B is configured)
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import csv
 import os
 import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
-from pytorch_lightning.utilities import rank_zero_only
+from pytorch_lightning.utilities import rank_zero_only, rank_zero_warn
 
 from lightning_tagging.jsonio import write_json_atomically
 
@@ -62,19 +64,40 @@ class RunCheckpoint(ModelCheckpoint):
 
 
 class FrontendTrajectory(Callback):
-    """Appends the front-end's learned scalars (e.g. alpha, beta) to a CSV after every optimizer step.
+    """Writes the front-end's learned scalars (e.g. alpha, beta) to a CSV: one row per optimizer step.
 
     Loggers are throttled by ``log_every_n_steps``; this file is not, so the report can
     plot the exact trajectory without network access.
+
+    Reading the values as numbers every step would make the host wait for the GPU every step,
+    so each step's values are kept on the device and written in blocks (one host read per block):
+    every ``flush_every_n_steps`` steps or ``flush_every_s`` seconds, whichever comes first, and
+    always at an epoch's end, at training's end, when training fails, and before every checkpoint
+    is written, so the file holds every step up to any checkpoint a run may resume from.
+
+    Args:
+        flush_every_n_steps: most steps held before they are written.
+        flush_every_s: most seconds a step is held before it is written (checked after each step).
     """
 
     filename = "frontend_values.csv"
+
+    def __init__(self, flush_every_n_steps: int = 100, flush_every_s: float = 5.0) -> None:
+        self.flush_every_n_steps, self.flush_every_s = flush_every_n_steps, flush_every_s
+        self._names: list[str] = []
+        self._steps: list[int] = []  # steps held, not yet in the file
+        self._values: list[torch.Tensor] = []  # one [n_names] tensor per held step, on the model's device
+        self._last_step = 0  # newest step held or written
+        self._flushed_at = 0.0  # time.monotonic() of the last write
+        self._training = False
 
     @rank_zero_only
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # (After the checkpoint is restored, so global_step is where training resumes.)
         # A resumed run repeats the steps after its checkpoint: drop the rows an interrupted
         # attempt wrote past that point, so every step appears once.
+        self._steps, self._values = [], []
+        self._last_step, self._flushed_at, self._training = trainer.global_step, time.monotonic(), True
         path = Path(trainer.default_root_dir) / self.filename
         if not path.exists():
             return
@@ -91,17 +114,62 @@ class FrontendTrajectory(Callback):
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
+        self._hold(trainer, pl_module)
+        if len(self._steps) >= self.flush_every_n_steps or time.monotonic() - self._flushed_at >= self.flush_every_s:
+            self._flush(trainer)
+
+    @rank_zero_only
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._flush(trainer)
+
+    @rank_zero_only
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._flush(trainer)
+        self._training = False
+
+    @rank_zero_only
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        if self._training:  # a callback ahead of this one may checkpoint a step this one has not seen yet
+            self._hold(trainer, pl_module)
+        self._flush(trainer)
+
+    @rank_zero_only
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self._training = False
+        try:
+            self._flush(trainer)
+        except Exception as error:  # e.g. a failed GPU: never hide the exception that stopped training
+            rank_zero_warn(f"{self.filename}: could not write the last {len(self._steps)} steps: {error}")
+
+    def _hold(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Keep the values after the current optimizer step, once per step (not per accumulated batch)."""
+        if trainer.global_step <= self._last_step:
+            return
         values = pl_module.frontend.logged_values()
         if not values:
             return
+        self._names = list(values)
+        self._steps.append(trainer.global_step)
+        self._values.append(torch.stack([value.detach() for value in values.values()]))  # a copy, on the device
+        self._last_step = trainer.global_step
+
+    def _flush(self, trainer: pl.Trainer) -> None:
+        """Append the held steps to the CSV: one device-to-host copy for all of them."""
+        self._flushed_at = time.monotonic()
+        if not self._steps:
+            return
+        rows = torch.stack(self._values).cpu().tolist()  # [n_steps, n_names]
         path = Path(trainer.default_root_dir) / self.filename
         new_file = not path.exists()
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a", newline="") as f:
             writer = csv.writer(f)
             if new_file:
-                writer.writerow(["step", *values])
-            writer.writerow([trainer.global_step, *(f"{v:.6g}" for v in values.values())])
+                writer.writerow(["step", *self._names])
+            writer.writerows([step, *(f"{v:.6g}" for v in row)] for step, row in zip(self._steps, rows, strict=True))
+        self._steps, self._values = [], []
 
 
 class StepSeed(Callback):

@@ -65,8 +65,12 @@ class Compression(nn.Module):
         """The compression itself; ``power`` is float32 and autocast is off."""
         raise NotImplementedError
 
-    def logged_values(self) -> dict[str, float]:
-        """Scalars worth logging every training step (learned parameters); none by default."""
+    def logged_values(self) -> dict[str, torch.Tensor]:
+        """Scalars worth logging every training step (learned parameters), as detached 0-d tensors; none by default.
+
+        Tensors, not floats: they stay on the model's device, so asking for them every step never
+        makes the host wait for the GPU. Convert with ``float()`` only where a number is needed.
+        """
         return {}
 
 
@@ -108,9 +112,9 @@ class LogLearn(Compression):
     def compress(self, power: torch.Tensor) -> torch.Tensor:
         return torch.log(self.alpha * power + self.beta)
 
-    def logged_values(self) -> dict[str, float]:
-        with torch.no_grad():
-            return {"alpha": float(self.alpha), "beta": float(self.beta)}
+    def logged_values(self) -> dict[str, torch.Tensor]:
+        with torch.no_grad():  # new tensors (exp, softplus), not views of the parameters
+            return {"alpha": self.alpha.detach(), "beta": self.beta.detach()}
 
 
 class LogC(Compression):
@@ -170,8 +174,9 @@ class Frontend(nn.Module):
         """Shape of one example's output (no batch axis) for ``n_samples`` input samples."""
         raise NotImplementedError
 
-    def logged_values(self) -> dict[str, float]:
-        """Scalars worth logging every training step (e.g. log_learn's α, β); none by default."""
+    def logged_values(self) -> dict[str, torch.Tensor]:
+        """Scalars worth logging every training step (e.g. log_learn's α, β) as detached 0-d tensors on the
+        model's device (no host sync); none by default."""
         return {}
 
 
@@ -299,5 +304,5 @@ class LogMel(Frontend):
         """Compressed mel spectrogram ``[B, 1, n_mels, n_frames]`` in float32 of ``x`` ``[B, samples]``."""
         return self.compression(self.mel_power(x))
 
-    def logged_values(self) -> dict[str, float]:
+    def logged_values(self) -> dict[str, torch.Tensor]:
         return self.compression.logged_values()

@@ -136,9 +136,12 @@ class TaggingModule(pl.LightningModule):
         loss = F.binary_cross_entropy_with_logits(logits.float(), batch["tags"])
         if "skipped" in batch:  # summed as a tensor: no device sync per step
             self._train_skipped = self._train_skipped.to(batch["skipped"].device) + batch["skipped"].sum()
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(logits))
+        # Per-step values stay tensors on the device, and off Lightning's prog_bar: Lightning turns every
+        # prog_bar value into a Python number after every batch (a host sync, bar or no bar). `progress.py`'s
+        # bar shows them, read at most once a second.
+        self.log("train/loss", loss, on_step=True, on_epoch=True, batch_size=len(logits))
         for name, value in self.frontend.logged_values().items():
-            self.log(f"frontend/{name}", value, prog_bar=True, on_step=True, on_epoch=False)
+            self.log(f"frontend/{name}", value, on_step=True, on_epoch=False)
         return loss
 
     def on_train_epoch_end(self) -> None:
@@ -179,7 +182,7 @@ class TaggingModule(pl.LightningModule):
         if "n_skipped" in results:
             self.log("test/skipped", float(results["n_skipped"]))
         results["train_skipped"] = self.train_skipped_total
-        results["frontend"] = self.frontend.logged_values()
+        results["frontend"] = {name: float(value) for name, value in self.frontend.logged_values().items()}
         self.test_results = results
 
     def _reset_eval(self) -> None:

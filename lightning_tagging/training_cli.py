@@ -3,9 +3,11 @@
 What this adds to a plain LightningCLI:
 - the backbone's ``n_tags`` and the module's ``tags`` are linked from the data's
   ``vocab.json``, so no config repeats them;
-- every run gets the run-dir callbacks (`callbacks.py`) and, unless the config names a
-  logger, a W&B logger that is offline when W&B is not configured (with the resolved config
-  logged, and per-tag tables and images at test time, `wandb_media.py`);
+- every run gets the run-dir callbacks (`callbacks.py`), a progress bar that reads the metrics
+  at most once a second (`progress.py`; unless the config disables the bar or brings its own)
+  and, unless the config names a logger, a W&B logger that is offline when W&B is not
+  configured (with the resolved config logged, and per-tag tables and images at test time,
+  `wandb_media.py`);
 - ``lt run`` = fit, then test the best checkpoint, in one process; it resumes from the newest
   of ``<run dir>/checkpoints/last.ckpt`` and ``preempted.ckpt`` when an earlier attempt was
   interrupted, taking the same steps an uninterrupted run would (`resume.py`);
@@ -19,7 +21,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pytorch_lightning import Trainer
+from pytorch_lightning import Callback, Trainer
+from pytorch_lightning.callbacks import ProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.loggers import WandbLogger
 
@@ -27,6 +30,7 @@ from lightning_tagging.callbacks import FrontendTrajectory, ResultsWriter, RunCh
 from lightning_tagging.data.datamodule import TaggingDataModule
 from lightning_tagging.module import TaggingModule
 from lightning_tagging.preemption import PREEMPTED_CHECKPOINT, Preempted, RequeueOnSignal
+from lightning_tagging.progress import ThrottledProgressBar
 from lightning_tagging.resume import resume_checkpoint
 from lightning_tagging.wandb_media import WandbMedia
 from lightning_tagging.wandb_setup import WandbRun, default_wandb_logger
@@ -45,17 +49,7 @@ class TaggingCLI(LightningCLI):
             TaggingDataModule,
             args=args,
             run=run,
-            trainer_defaults={
-                "default_root_dir": DEFAULT_RUN_DIR,
-                "callbacks": [
-                    RunCheckpoint(),
-                    FrontendTrajectory(),
-                    ResultsWriter(),
-                    StepSeed(),
-                    RequeueOnSignal(),
-                    WandbMedia(),
-                ],
-            },
+            trainer_defaults={"default_root_dir": DEFAULT_RUN_DIR},  # callbacks: see instantiate_trainer
             save_config_kwargs={"overwrite": True},
         )
 
@@ -63,11 +57,26 @@ class TaggingCLI(LightningCLI):
         parser.link_arguments("data.n_tags", "model.backbone.init_args.n_tags", apply_on="instantiate")
         parser.link_arguments("data.vocab", "model.tags", apply_on="instantiate")
 
+    @staticmethod
+    def run_callbacks() -> list[Callback]:
+        """The callbacks every run gets (see `callbacks.py`, `preemption.py`, `wandb_media.py`)."""
+        return [RunCheckpoint(), FrontendTrajectory(), ResultsWriter(), StepSeed(), RequeueOnSignal(), WandbMedia()]
+
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         trainer_config = self._get(self.config_init, "trainer", default={})
         if trainer_config.get("logger") in (None, True):
             run_dir = trainer_config.get("default_root_dir") or DEFAULT_RUN_DIR
             kwargs["logger"] = default_wandb_logger(run_dir, self.wandb_run)
+        # LightningCLI appends trainer_defaults' callbacks to the config's. The bar is added only where
+        # Lightning would add its own: it refuses a bar with enable_progress_bar false, and one of the
+        # config's callbacks that is a progress bar wins (Lightning takes one bar only).
+        callbacks = self.run_callbacks()
+        user_callbacks = trainer_config.get("callbacks") or []
+        user_callbacks = user_callbacks if isinstance(user_callbacks, list) else [user_callbacks]
+        wants_bar = kwargs.get("enable_progress_bar", trainer_config.get("enable_progress_bar")) is not False
+        if wants_bar and not any(isinstance(callback, ProgressBar) for callback in user_callbacks):
+            callbacks.append(ThrottledProgressBar())
+        self.trainer_defaults["callbacks"] = callbacks
         return super().instantiate_trainer(**kwargs)
 
     def instantiate_classes(self) -> None:
