@@ -40,6 +40,11 @@ def test_bench_fit_measures_steps_and_data_waiting(tiny_corpus: Path, capsys: py
     result = json_tail(capsys.readouterr().out)
     assert result["steps_timed"] == 3 and result["batch_size"] == 2
     assert result["train_clips_per_s"] > 0 and 0.0 <= result["data_wait_fraction"] < 1.0
+    # Every figure comes from the one timed window.
+    assert 0.0 <= result["data_wait_s"] <= result["timed_s"]
+    assert result["ms_per_step"] * 3 == pytest.approx(1000 * result["timed_s"])
+    assert result["train_clips_per_s"] == pytest.approx(2 * 3 / result["timed_s"])
+    assert result["data_wait_fraction"] == pytest.approx(result["data_wait_s"] / result["timed_s"])
 
 
 def test_bench_model_measures_each_backbone_args_variant_against_one_baseline(

@@ -3,50 +3,29 @@
     lt bench fit --config experiments/demo.yaml --steps 20 [any lt fit override ...]
     lt bench fit --devices 4 --config experiments/mtt.yaml     # DDP on 4 GPUs of this node
 
-Builds the model and data exactly as `lt fit --config ...` would, trains ``warmup + steps``
-optimizer steps with Lightning (no logger, checkpoints or validation), and reports clips/s
-over the timed steps and the fraction of step time spent waiting for the next batch
-(time from one batch's end to the next batch's start: data loading plus loop overhead).
+Builds the model and data exactly as `lt fit --config ...` would and trains ``warmup + steps + 1``
+optimizer steps with Lightning (no logger, checkpoints or validation). The ``steps`` timed ones
+run as in training, without a host sync per step: the device is synchronized only when the timed
+window opens and closes (``fit_timer.py``). Reports clips/s and ms/step over that window, and the
+share of it the loop spent blocked fetching the next batch from the DataLoader: near zero when
+the device is the bottleneck, growing when data loading is.
 
 With ``--devices N`` (N > 1) Lightning starts N DDP processes (it reruns this command in
-each); ``data.batch_size`` is per process, clips/s counts all of them, and the waiting share
-and peak memory are rank zero's. Comparing N = 1 with N = k in one session gives the scaling.
+each); ``data.batch_size`` is per process, clips/s counts all of them, and the window, the waiting
+share and peak memory are rank zero's. Comparing N = 1 with N = k in one session gives the scaling.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import time
 from typing import Any
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import Callback
 
-from lightning_tagging.bench.timing import peak_memory_gib, reset_peak_memory, resolve_device, synchronize
+from lightning_tagging.bench.fit_timer import FitTimer
+from lightning_tagging.bench.timing import peak_memory_gib, reset_peak_memory, resolve_device
 from lightning_tagging.errors import UserError
-
-
-class StepTimer(Callback):
-    """Records, per training batch, the time waiting for it and the time computing it."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-        self.computes: list[float] = []
-        self._batch_start = 0.0
-        self._last_end: float | None = None
-
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
-                             batch_idx: int) -> None:
-        self._batch_start = time.perf_counter()
-        if self._last_end is not None:
-            self.waits.append(self._batch_start - self._last_end)
-
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
-        synchronize(pl_module.device)
-        self._last_end = time.perf_counter()
-        self.computes.append(self._last_end - self._batch_start)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,11 +49,13 @@ def main(args: argparse.Namespace, cli_args: list[str]) -> int:
 
 def run(cli_args: list[str], steps: int = 20, warmup: int = 3, precision: str = "32-true",
         devices: int = 1) -> dict[str, Any]:
-    """Train ``warmup + steps`` optimizer steps of the model and data ``cli_args`` describe; the timed figures.
+    """Train ``warmup + steps + 1`` optimizer steps of the model and data ``cli_args`` describe; the timed figures.
 
-    ``cli_args`` are `lt fit` arguments (``--config`` and overrides). Returns clips/s (all
-    ``devices`` together) and ms/step over the ``steps`` timed steps, the fraction of that time
-    spent waiting for batches (``data_wait_fraction``, 0..1), peak allocated GiB (CUDA only,
+    ``cli_args`` are `lt fit` arguments (``--config`` and overrides). The ``steps`` timed steps
+    run without a host sync per step (:class:`~lightning_tagging.bench.fit_timer.FitTimer`).
+    Returns, over their window: clips/s (all ``devices`` together), ms/step (window / steps),
+    ``timed_s`` (the window, seconds), ``data_wait_s`` (seconds of it blocked fetching batches from
+    the DataLoader) and ``data_wait_fraction`` (their ratio, 0..1); peak allocated GiB (CUDA only,
     else None) and what was run (device, batch size per device, workers, precision, devices,
     this process's rank). ``devices`` > 1 runs DDP: Lightning reruns the command line in each
     extra process, so call this from a command (``lt bench fit``), never from a long-lived process.
@@ -86,18 +67,16 @@ def run(cli_args: list[str], steps: int = 20, warmup: int = 3, precision: str = 
 
     cli = TaggingCLI(args=[*cli_args, "--trainer.logger", "false"], run=False)
     model, datamodule = cli.model, cli.datamodule
-    timer = StepTimer()
-    trainer = pl.Trainer(max_steps=warmup + steps, max_epochs=-1, logger=False,
+    timer = FitTimer(warmup=warmup, steps=steps)
+    trainer = pl.Trainer(max_steps=timer.max_steps, max_epochs=-1, logger=False,
                          enable_checkpointing=False, limit_val_batches=0, enable_progress_bar=False,
-                         enable_model_summary=False, callbacks=[timer], precision=precision,
-                         devices=devices, strategy="ddp" if devices > 1 else "auto", num_sanity_val_steps=0)
+                         enable_model_summary=False, callbacks=[timer.callback], profiler=timer.profiler,
+                         precision=precision, devices=devices, strategy="ddp" if devices > 1 else "auto",
+                         num_sanity_val_steps=0)
     device = resolve_device("auto")  # where Lightning's accelerator=auto will train
     reset_peak_memory(device)
     trainer.fit(model, datamodule=datamodule)
-    # Timed: batches warmup .. warmup+steps-1; waits[i] is the wait before batch i + 1.
-    computes = timer.computes[warmup:]
-    waits = timer.waits[warmup - 1:]
-    total = sum(waits) + sum(computes)
+    timing = timer.timing()
     batch = datamodule.batch_size
     return {
         "device": str(model.device),
@@ -106,10 +85,12 @@ def run(cli_args: list[str], steps: int = 20, warmup: int = 3, precision: str = 
         "batch_size": batch,
         "num_workers": datamodule.num_workers,
         "precision": precision,
-        "steps_timed": len(computes),
-        "train_clips_per_s": batch * trainer.world_size * len(computes) / total,
-        "ms_per_step": 1000 * total / len(computes),
-        "data_wait_fraction": sum(waits) / total,
+        "steps_timed": timing.steps,
+        "timed_s": timing.window_s,
+        "train_clips_per_s": timing.clips_per_s(batch * trainer.world_size),
+        "ms_per_step": timing.ms_per_step,
+        "data_wait_s": timing.data_wait_s,
+        "data_wait_fraction": timing.data_wait_fraction,
         "peak_memory_gib": peak_memory_gib(device),
     }
 

@@ -57,7 +57,8 @@ def markdown(header: dict[str, Any], rows: list[Row]) -> str:
         lines += [
             "",
             "End to end (`lt bench fit`): synthetic PCM16 shards → TaggingDataModule → Lightning; "
-            "data wait: share of step time spent waiting for the next batch.",
+            "no host sync per step; data wait: share of the timed window spent blocked fetching the next batch "
+            "from the DataLoader.",
             "",
             "| config | clips/s | ms/step | data wait % | peak GiB |",
             "| --- | ---: | ---: | ---: | ---: |",
