@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from lightning_tagging.cli import main
 
@@ -76,3 +77,16 @@ def test_bench_fit_with_two_ddp_processes_counts_both(tiny_corpus: Path) -> None
     result = json_tail(done.stdout)
     assert result["devices"] == 2 and result["rank"] == 0 and result["steps_timed"] == 2
     assert result["train_clips_per_s"] > 0 and "× 2" in done.stdout
+
+
+def test_bench_model_cudnn_benchmark_is_a_row_of_its_own_and_restored(capsys: pytest.CaptureFixture[str]) -> None:
+    torch.backends.cudnn.benchmark = False
+    code = main(["bench", "model", "--backbone", "vgg", "--batch", "2", "--steps", "1", "--warmup", "0",
+                 "--device", "cpu", "--json", "--cudnn-benchmark"])
+    assert code == 0
+    out = capsys.readouterr().out
+    (searched,) = json_tail(out)
+    assert searched["config"]["cudnn_benchmark"] is True and searched["label"].endswith("fp32+cudnn.benchmark")
+    assert searched["baseline_train_clips_per_s"] > 0  # against the same model without the search
+    assert out.count(" baseline\n") == 1
+    assert torch.backends.cudnn.benchmark is False  # the process's setting is restored

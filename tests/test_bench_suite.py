@@ -35,6 +35,8 @@ EXPECTED_MODEL_ROWS = [
     ModelConfig("samplecnn", 2, "fp32"),
     ModelConfig("samplecnn", 2, "bf16-mixed"),
     ModelConfig("musicnn", 2, "fp32", channels_last=True, backbone_args=musicnn("conv2d")),
+    ModelConfig("musicnn", 2, "fp32", cudnn_benchmark=True, backbone_args=musicnn("conv2d")),
+    ModelConfig("samplecnn", 2, "fp32", cudnn_benchmark=True),
 ]
 COMPILED = ModelConfig("musicnn", 2, "fp32", compile=True, backbone_args=musicnn("conv2d"), compile_backend="eager")
 # musicnn's fit row runs the conv implementation that was fastest in its model rows (fp32, batch 2).

@@ -50,6 +50,9 @@ class ModelConfig:
     backbone_args: str = "{}"  # JSON, e.g. '{"width": 0.5}' (normalised by parse_backbone_args)
     compile_mode: str = "default"  # torch.compile's mode, one of COMPILE_MODES
     compile_backend: str = "inductor"  # "eager" / "aot_eager": debugging backends without code generation
+    # cuDNN times its algorithms for each new shape and keeps the fastest (Trainer(benchmark=True));
+    # off, it picks by heuristics. Only CUDA convolutions are affected: on a CPU this changes nothing.
+    cudnn_benchmark: bool = False
 
     @property
     def baseline(self) -> ModelConfig:
@@ -67,7 +70,8 @@ class ModelConfig:
             compile_label += f":{self.compile_mode}"
         if self.compile_backend != "inductor":
             compile_label += f"({self.compile_backend})"
-        extras = [self.precision] + [compile_label] * self.compile + ["channels_last"] * self.channels_last
+        extras = ([self.precision] + [compile_label] * self.compile + ["channels_last"] * self.channels_last
+                  + ["cudnn.benchmark"] * self.cudnn_benchmark)
         args = "" if self.backbone_args == "{}" else f" {self.backbone_args}"
         return f"{self.backbone}{args} b={self.batch} {'+'.join(extras)}"
 
@@ -125,6 +129,15 @@ def build_module(config: ModelConfig, n_tags: int = 50) -> TaggingModule:
 
 def measure(config: ModelConfig, device: torch.device, steps: int, warmup: int) -> ModelResult:
     """Time optimizer steps and inference forwards of one configuration; count its saved activations."""
+    saved_flag = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = config.cudnn_benchmark
+    try:
+        return _measure(config, device, steps, warmup)
+    finally:
+        torch.backends.cudnn.benchmark = saved_flag
+
+
+def _measure(config: ModelConfig, device: torch.device, steps: int, warmup: int) -> ModelResult:
     if config.compile:
         # Every config builds a new module whose compiled code lands in the same cache: without a
         # reset, dynamo's recompile limit would quietly send later configs back to eager.
@@ -226,6 +239,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compile-backend", default="inductor",
                         help="with --compile: torch.compile backend (eager, aot_eager: debugging, no code generation)")
     parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--cudnn-benchmark", action="store_true",
+                        help="let cuDNN time its conv algorithms per shape (Trainer(benchmark=True)); CUDA only")
     parser.add_argument("--compression", default="log_eps")
     parser.add_argument("--backbone-args", nargs="+", default=["{}"],
                         help='JSON kwargs, one variant per argument, e.g. \'{"width": 0.5}\' \'{"width": 1.0}\'')
@@ -250,7 +265,7 @@ def configs_of(args: argparse.Namespace) -> list[ModelConfig]:
         for batch in args.batch:
             configs += [
                 ModelConfig(backbone, batch, precision, args.compile, args.channels_last, args.compression, variant,
-                            args.compile_mode, args.compile_backend)
+                            args.compile_mode, args.compile_backend, args.cudnn_benchmark)
                 for variant in variants
                 if accepts(backbone, variant)
                 for precision in args.precision

@@ -10,7 +10,8 @@ Runs, in this order (the lists are the constants below):
 
 1. `lt bench model` rows: musicnn and samplecnn at batch 16 and 256, fp32 and bf16-mixed,
    musicnn with each conv implementation; each next to its plain eager fp32 baseline (added
-   automatically), plus musicnn with channels_last once;
+   automatically), plus musicnn with channels_last once, and each backbone with library convs
+   and cuDNN's algorithm search (``cudnn.benchmark``; the same row without it is the plain one);
 2. `lt bench fit` rows: both backbones × 32-true / bf16-mixed at batch 256, from synthetic
    PCM16 shards built in ``SCRATCH/corpus`` (reused by a rerun), with as many DataLoader workers
    as the CPUs allow; musicnn with the conv implementation that was fastest in the model rows
@@ -67,6 +68,7 @@ LARGE_BATCH, LARGE_PRECISION = 256, "bf16-mixed"  # of the compile, channels_las
 COMPILE_BACKBONES = ("musicnn", "samplecnn")  # with library convs
 COMPILE_MODE = "default"  # "reduce-overhead" adds CUDA graphs; "max-autotune" takes minutes to tune
 CHANNELS_LAST_BACKBONES = ("musicnn",)  # with library convs
+CUDNN_BENCHMARK_BACKBONES = ("musicnn", "samplecnn")  # with library convs: does cuDNN's search fix them?
 FIT_BACKBONES = ("musicnn", "samplecnn")
 FIT_PRECISIONS = ("32-true", "bf16-mixed")
 # The front-end and backbone classes `lt fit` gets for each backbone (as experiments/matrices/ switch them).
@@ -91,6 +93,7 @@ class Plan:
     compile_mode: str = COMPILE_MODE
     compile_backend: str = "inductor"
     channels_last_backbones: tuple[str, ...] = CHANNELS_LAST_BACKBONES
+    cudnn_benchmark_backbones: tuple[str, ...] = CUDNN_BENCHMARK_BACKBONES
     fit_backbones: tuple[str, ...] = FIT_BACKBONES
     fit_precisions: tuple[str, ...] = FIT_PRECISIONS
     musicnn_args: str = "{}"  # JSON kwargs every musicnn gets, e.g. a width
@@ -133,6 +136,8 @@ def model_configs(plan: Plan) -> list[ModelConfig]:
     large, precision = plan.large_batch, plan.large_precision
     configs += [ModelConfig(b, large, precision, channels_last=True, backbone_args=args(b, "conv2d"))
                 for b in plan.channels_last_backbones]
+    configs += [ModelConfig(b, large, precision, cudnn_benchmark=True, backbone_args=args(b, "conv2d"))
+                for b in plan.cudnn_benchmark_backbones]
     configs += [ModelConfig(b, large, precision, compile=True, backbone_args=args(b, "conv2d"),
                             compile_mode=plan.compile_mode, compile_backend=plan.compile_backend)
                 for b in plan.compile_backbones]
@@ -301,6 +306,7 @@ class Suite:
             for config, result in self._results.items()
             if config.backbone == backbone and config.batch == self.plan.large_batch
             and config.precision == model_precision and not config.compile and not config.channels_last
+            and not config.cudnn_benchmark
             and "conv_impl" in json.loads(config.backbone_args)
         ]
         return max(candidates)[1] if candidates else None
