@@ -35,6 +35,7 @@ from torch.utils.data import IterableDataset
 from .distributed import resolve_distribution, share, worker_info
 from .errors import DataError
 from .reader import ShardReader
+from .shared_batch import stack_for_transfer
 
 Shards = Sequence[tuple[str, Sequence[str]]]  # (url, keys this stream uses from it, in shard order)
 
@@ -191,7 +192,7 @@ class TrainPatches(IterableDataset):
             batch = list(itertools.islice(patches, self.batch_size))
             skipped, reported = self.reader.skipped - reported, self.reader.skipped
             yield {
-                "audio": torch.from_numpy(np.stack([a for a, _ in batch])),
-                "tags": torch.from_numpy(np.stack([t for _, t in batch])),
+                "audio": stack_for_transfer([a for a, _ in batch]),  # [B, crop_samples] float32
+                "tags": stack_for_transfer([t for _, t in batch]),
                 "skipped": torch.tensor(skipped, dtype=torch.int64),
             }
