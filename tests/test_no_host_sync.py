@@ -17,14 +17,20 @@ import torch.nn.functional as F
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 from lightning_tagging.frontends import COMPRESSIONS, Frontend, LogMel, Waveform
-from lightning_tagging.models import VGG, Backbone, Musicnn, SampleCNN, fused_branch
+from lightning_tagging.models import BACKBONES, Backbone, Musicnn, fused_branch
 from lightning_tagging.module import TaggingModule
 
-SPECTROGRAM_BACKBONES: dict[str, Callable[[], Backbone]] = {
-    "musicnn-auto": lambda: Musicnn(n_tags=5, width=0.1),
-    "musicnn-fused": lambda: Musicnn(n_tags=5, width=0.1, conv_impl="fused"),
-    "vgg": lambda: VGG(n_tags=5, filters=16),
+# Every registered backbone at its defaults (fake tensors cost no memory), and musicnn's fused branches.
+BACKBONE_VARIANTS: dict[str, Callable[[], Backbone]] = {
+    **{name: (lambda cls=cls: cls(n_tags=5)) for name, cls in BACKBONES.items()},
+    "musicnn-fused": lambda: Musicnn(n_tags=5, conv_impl="fused"),
 }
+
+
+@pytest.fixture(autouse=True)
+def recompute_check_not_due(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fused branch's recompute check reads the device, but only now and then: not due here."""
+    monkeypatch.setattr(fused_branch, "_RECOMPUTE_CHECK", fused_branch._SampledCheck(first=0, every=10**9))
 
 
 def train_step_on_fake_tensors(frontend: Frontend, make_backbone: Callable[[], Backbone]) -> None:
@@ -39,24 +45,20 @@ def train_step_on_fake_tensors(frontend: Frontend, make_backbone: Callable[[], B
 
 
 @pytest.mark.parametrize("compression", sorted(COMPRESSIONS))
-def test_every_compression_trains_without_host_syncs(compression: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    # The fused branch's recompute check reads the device, but only now and then: not due here.
-    monkeypatch.setattr(fused_branch, "_RECOMPUTE_CHECK", fused_branch._SampledCheck(first=0, every=10**9))
-    train_step_on_fake_tensors(LogMel(compression=compression), SPECTROGRAM_BACKBONES["musicnn-fused"])
+def test_every_compression_trains_without_host_syncs(compression: str) -> None:
+    train_step_on_fake_tensors(LogMel(compression=compression), BACKBONE_VARIANTS["musicnn-fused"])
 
 
-@pytest.mark.parametrize("backbone", sorted(SPECTROGRAM_BACKBONES))
-def test_every_spectrogram_backbone_trains_without_host_syncs(backbone: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fused_branch, "_RECOMPUTE_CHECK", fused_branch._SampledCheck(first=0, every=10**9))
-    train_step_on_fake_tensors(LogMel(), SPECTROGRAM_BACKBONES[backbone])
-
-
-def test_samplecnn_trains_without_host_syncs() -> None:
-    train_step_on_fake_tensors(Waveform(), lambda: SampleCNN(n_tags=5))
+@pytest.mark.parametrize("backbone", sorted(BACKBONE_VARIANTS))
+def test_every_backbone_trains_without_host_syncs(backbone: str) -> None:
+    make_backbone = BACKBONE_VARIANTS[backbone]
+    with FakeTensorMode():
+        waveform_input = make_backbone().input_kind == "waveform"
+    train_step_on_fake_tensors(Waveform() if waveform_input else LogMel(), make_backbone)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="sync debug mode needs a GPU (device-bench.sh)")
-def test_a_cuda_training_step_makes_no_host_sync(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_cuda_training_step_makes_no_host_sync() -> None:
     """The same on a real GPU, optimizer step included: CUDA raises on any synchronizing call."""
     model = TaggingModule(LogMel(compression="log_learn"), Musicnn(n_tags=5, width=0.1, conv_impl="fused")).cuda()
     optimizer = torch.optim.Adam(model.parameters())
@@ -68,8 +70,7 @@ def test_a_cuda_training_step_makes_no_host_sync(monkeypatch: pytest.MonkeyPatch
         F.binary_cross_entropy_with_logits(model(audio).float(), tags).backward()
         optimizer.step()
 
-    step()  # first calls: lazy CUDA/cuFFT set-up, and the fused branch's recompute check is due
-    monkeypatch.setattr(fused_branch, "_RECOMPUTE_CHECK", fused_branch._SampledCheck(first=0, every=10**9))
+    step()  # the first step sets up CUDA, cuFFT and Adam's state lazily
     torch.cuda.set_sync_debug_mode("error")
     try:
         step()

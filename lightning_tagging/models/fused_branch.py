@@ -262,8 +262,7 @@ class _ConvReluBatchNormMax(torch.autograd.Function):
         grad_x = torch.zeros_like(x) if needs_x else None
         grad_w = torch.zeros_like(weight) if needs_w else None
         grad_b = torch.zeros_like(bias) if needs_b else None
-        check = _RECOMPUTE_CHECK.due()
-        matched = torch.zeros_like(ties) if check else None
+        matched = torch.zeros_like(ties) if _RECOMPUTE_CHECK.due() else None  # positions at the extreme, counted
         device_type, autocast_on, autocast_dtype = ctx.autocast
         kernel_rows = weight.shape[2] - 1
         for start, stop in _chunks(x.shape[2] - kernel_rows, ctx.chunk):
