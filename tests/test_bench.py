@@ -31,6 +31,10 @@ def test_bench_model_reports_each_config_against_its_eager_baseline(capsys: pyte
     assert results[1]["speedup_vs_eager_fp32"] == pytest.approx(
         results[1]["train_clips_per_s"] / results[0]["train_clips_per_s"])
     assert all(r["train_clips_per_s"] > 0 and r["infer_clips_per_s"] > 0 for r in results)
+    # The model's arithmetic rate: its training FLOPs per clip (one count for both precisions) × clips/s.
+    assert results[0]["model_gflop_per_clip"] == results[1]["model_gflop_per_clip"] > 0
+    for r in results:
+        assert r["model_tflops"] == pytest.approx(r["model_gflop_per_clip"] * r["train_clips_per_s"] / 1000)
 
 
 def test_bench_fit_measures_steps_and_data_waiting(tiny_corpus: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from lightning_tagging.bench.model import ModelConfig
+from lightning_tagging.bench.configs import ModelConfig
 from lightning_tagging.bench.suite import run_command
 from lightning_tagging.cli import main
 

@@ -177,6 +177,13 @@ def test_the_recompute_check_runs_first_then_now_and_then() -> None:
     assert due == [1, 2, 3, 100, 200, 300]
 
 
+def test_a_paused_recompute_check_is_neither_due_nor_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fused_branch, "_RECOMPUTE_CHECK", fused_branch._SampledCheck(first=2, every=100))
+    with fused_branch.recompute_checks_paused():
+        assert not any(fused_branch._RECOMPUTE_CHECK.due() for _ in range(5))
+    assert [fused_branch._RECOMPUTE_CHECK.due() for _ in range(3)] == [True, True, False]  # the schedule resumes
+
+
 def test_a_recomputed_conv_that_differs_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     """Stands in for a non-deterministic convolution: the conv recomputed in backward is off by 1e-3."""
     monkeypatch.setattr(fused_branch, "_RECOMPUTE_CHECK", fused_branch._SampledCheck(first=1))

@@ -1,10 +1,11 @@
-"""`lt bench model | fit | data | suite`: argument parsing and dispatch."""
+"""`lt bench model | fit | data | suite | estimate`: argument parsing and dispatch."""
 
 from __future__ import annotations
 
 import argparse
 
 from lightning_tagging.bench import data as bench_data
+from lightning_tagging.bench import estimate as bench_estimate
 from lightning_tagging.bench import fit as bench_fit
 from lightning_tagging.bench import model as bench_model
 from lightning_tagging.bench import suite as bench_suite
@@ -19,6 +20,8 @@ def main(argv: list[str]) -> int:
     bench_data.add_arguments(commands.add_parser("data", help="training-stream decode-and-crop throughput"))
     bench_suite.add_arguments(commands.add_parser(
         "suite", help="model and fit rows for the README's performance table, in one command (one GPU)"))
+    bench_estimate.add_arguments(commands.add_parser(
+        "estimate", help="FLOPs and peak memory of a training step, from fake tensors (no device needed)"))
     args, rest = parser.parse_known_args(argv)
     if args.command == "fit":
         return bench_fit.main(args, rest)
@@ -28,4 +31,6 @@ def main(argv: list[str]) -> int:
         return bench_data.main(args)
     if args.command == "suite":
         return bench_suite.main(args)
+    if args.command == "estimate":
+        return bench_estimate.main(args)
     return bench_model.main(args)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import inspect
 import json
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -26,80 +25,19 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from lightning_tagging.bench.configs import (
+    COMPILE_MODES,
+    PRECISIONS,
+    ModelConfig,
+    build_module,
+    parse_backbone_args,
+    plain_configs,
+    with_baselines,
+)
+from lightning_tagging.bench.estimate import model_gflop_per_clip
 from lightning_tagging.bench.memory import saved_activation_bytes
 from lightning_tagging.bench.timing import peak_memory_gib, reset_peak_memory, resolve_device, time_per_call
-from lightning_tagging.errors import UserError
-from lightning_tagging.frontends import LogMel, Waveform
 from lightning_tagging.models import BACKBONES
-from lightning_tagging.module import TaggingModule
-
-PRECISIONS = ("fp32", "bf16-mixed")
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")  # reduce-overhead: CUDA graphs (max-autotune too)
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """One benchmarked configuration."""
-
-    backbone: str
-    batch: int
-    precision: str = "fp32"
-    compile: bool = False
-    channels_last: bool = False
-    compression: str = "log_eps"
-    backbone_args: str = "{}"  # JSON, e.g. '{"width": 0.5}' (normalised by parse_backbone_args)
-    compile_mode: str = "default"  # torch.compile's mode, one of COMPILE_MODES
-    compile_backend: str = "inductor"  # "eager" / "aot_eager": debugging backends without code generation
-    # cuDNN times its algorithms for each new shape and keeps the fastest (Trainer(benchmark=True));
-    # off, it picks by heuristics. Only CUDA convolutions are affected: on a CPU this changes nothing.
-    cudnn_benchmark: bool = False
-
-    @property
-    def baseline(self) -> ModelConfig:
-        """The same model and batch, plain eager fp32, with the straightforward implementation."""
-        args = json.loads(self.backbone_args)
-        if "conv_impl" in inspect.signature(BACKBONES[self.backbone]).parameters:
-            args["conv_impl"] = "conv2d"  # the library conv: what a plain PyTorch port would run
-        return ModelConfig(self.backbone, self.batch, compression=self.compression,
-                           backbone_args=json.dumps(args, sort_keys=True))
-
-    @property
-    def label(self) -> str:
-        compile_label = "compile"
-        if self.compile_mode != "default":
-            compile_label += f":{self.compile_mode}"
-        if self.compile_backend != "inductor":
-            compile_label += f"({self.compile_backend})"
-        extras = ([self.precision] + [compile_label] * self.compile + ["channels_last"] * self.channels_last
-                  + ["cudnn.benchmark"] * self.cudnn_benchmark)
-        args = "" if self.backbone_args == "{}" else f" {self.backbone_args}"
-        return f"{self.backbone}{args} b={self.batch} {'+'.join(extras)}"
-
-
-def parse_backbone_args(text: str) -> str:
-    """``text`` (a JSON object of backbone kwargs) in canonical form: sorted keys, so equal args compare equal."""
-    try:
-        args = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise UserError(f"--backbone-args: not JSON: {text!r} ({error})") from error
-    if not isinstance(args, dict):
-        raise UserError(f"--backbone-args: expected a JSON object such as '{{\"width\": 0.5}}', got {text!r}")
-    return json.dumps(args, sort_keys=True)
-
-
-def accepts(backbone: str, backbone_args: str) -> bool:
-    """Whether backbone ``backbone`` takes every keyword of ``backbone_args``."""
-    parameters = inspect.signature(BACKBONES[backbone]).parameters
-    return set(json.loads(backbone_args)) <= set(parameters)
-
-
-def with_baselines(configs: list[ModelConfig]) -> list[ModelConfig]:
-    """``configs`` in order, each preceded by its baseline where that is new; no config twice."""
-    ordered: dict[ModelConfig, None] = {}
-    for config in configs:
-        ordered.setdefault(config.baseline)
-        ordered.setdefault(config)
-    return list(ordered)
 
 
 @dataclass
@@ -112,6 +50,7 @@ class ModelResult:
     peak_train_memory_gib: float | None
     saved_activation_gib: float  # what autograd saves in one training forward of the eager module
     baseline_train_clips_per_s: float | None = None
+    model_gflop_per_clip: float | None = None  # the plain model's training GFLOP per clip (bench/estimate.py)
 
     @property
     def speedup(self) -> float | None:
@@ -119,12 +58,12 @@ class ModelResult:
             return None
         return self.train_clips_per_s / self.baseline_train_clips_per_s
 
-
-def build_module(config: ModelConfig, n_tags: int = 50) -> TaggingModule:
-    """The TaggingModule a config describes (front-end chosen by the backbone's input kind)."""
-    backbone = BACKBONES[config.backbone](n_tags=n_tags, **json.loads(config.backbone_args))
-    frontend = Waveform() if backbone.input_kind == "waveform" else LogMel(compression=config.compression)
-    return TaggingModule(frontend, backbone)
+    @property
+    def model_tflops(self) -> float | None:
+        """Training TFLOP/s of the model's own arithmetic (as MFU counts: a recompute is not counted)."""
+        if self.model_gflop_per_clip is None:
+            return None
+        return self.model_gflop_per_clip * self.train_clips_per_s / 1000
 
 
 def measure(config: ModelConfig, device: torch.device, steps: int, warmup: int) -> ModelResult:
@@ -197,6 +136,7 @@ def _measure(config: ModelConfig, device: torch.device, steps: int, warmup: int)
         infer_clips_per_s=config.batch / infer_s,
         peak_train_memory_gib=peak,
         saved_activation_gib=saved / 2**30,
+        model_gflop_per_clip=model_gflop_per_clip(config),
     )
 
 
@@ -222,9 +162,10 @@ def run(configs: list[ModelConfig], device: torch.device, steps: int, warmup: in
 def format_row(result: ModelResult) -> str:
     memory = "-" if result.peak_train_memory_gib is None else f"{result.peak_train_memory_gib:.2f}"
     speedup = "baseline" if result.speedup is None else f"x{result.speedup:.2f} vs eager fp32"
+    tflops = "-" if result.model_tflops is None else f"{result.model_tflops:.3g}"
     return (
         f"{result.config.label:<42} train {result.train_clips_per_s:9.1f} clips/s "
-        f"({result.train_ms_per_step:8.1f} ms/step)  infer {result.infer_clips_per_s:9.1f} clips/s  "
+        f"({result.train_ms_per_step:8.1f} ms/step, {tflops} TFLOP/s)  infer {result.infer_clips_per_s:9.1f} clips/s  "
         f"peak {memory} GiB  act {result.saved_activation_gib:.3f} GiB  {speedup}"
     )
 
@@ -251,26 +192,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def configs_of(args: argparse.Namespace) -> list[ModelConfig]:
-    """Every (backbone, batch, backbone-args variant, precision) the arguments ask for.
-
-    A variant whose keywords a backbone does not take (``conv_impl`` for samplecnn, say) is
-    left out for that backbone, with a note, so one command can cover several backbones.
-    """
+    """Every (backbone, batch, backbone-args variant, precision) the arguments ask for."""
     variants = [parse_backbone_args(text) for text in args.backbone_args]
-    configs = []
-    for backbone in args.backbone:
-        for variant in variants:
-            if not accepts(backbone, variant):
-                print(f"note: {backbone} takes not all of {variant}; skipped for {backbone}", flush=True)
-        for batch in args.batch:
-            configs += [
-                ModelConfig(backbone, batch, precision, args.compile, args.channels_last, args.compression, variant,
-                            args.compile_mode, args.compile_backend, args.cudnn_benchmark)
-                for variant in variants
-                if accepts(backbone, variant)
-                for precision in args.precision
-            ]
-    return configs
+    return plain_configs(
+        args.backbone, args.batch, args.precision, variants, args.compression,
+        compile=args.compile, channels_last=args.channels_last, compile_mode=args.compile_mode,
+        compile_backend=args.compile_backend, cudnn_benchmark=args.cudnn_benchmark,
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -288,4 +216,5 @@ def as_json(result: ModelResult) -> dict[str, Any]:
     record["config"] = asdict(result.config)
     record["label"] = result.config.label
     record["speedup_vs_eager_fp32"] = result.speedup
+    record["model_tflops"] = result.model_tflops
     return record

@@ -51,8 +51,9 @@ import torch
 
 from lightning_tagging.bench import fit as bench_fit
 from lightning_tagging.bench import model as bench_model
+from lightning_tagging.bench.configs import ModelConfig, parse_backbone_args, with_baselines
 from lightning_tagging.bench.isolated import ChildFailed, call_isolated
-from lightning_tagging.bench.model import ModelConfig, ModelResult, parse_backbone_args, with_baselines
+from lightning_tagging.bench.model import ModelResult
 from lightning_tagging.bench.suite_report import Row, markdown
 from lightning_tagging.bench.timing import resolve_device
 from lightning_tagging.jsonio import write_json_atomically

@@ -35,22 +35,25 @@ def markdown(header: dict[str, Any], rows: list[Row]) -> str:
         "",
         "Model only: random audio already on the device; median of timed optimizer steps. Speedup: train clips/s "
         "over the plain eager fp32 model (library conv2d) of the same backbone and batch, measured in the same run. "
-        "act GiB: tensors autograd saves for backward in one training forward of the eager module.",
+        "act GiB: tensors autograd saves for backward in one training forward of the eager module. "
+        "TFLOP/s: the plain model's training FLOPs per clip (convolutions and matrix products, "
+        "`lt bench estimate`) × clips/s; a recompute is not counted.",
         "",
-        "| config | train clips/s | speedup | infer clips/s | peak GiB | act GiB |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| config | train clips/s | speedup | TFLOP/s | infer clips/s | peak GiB | act GiB |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
         if row.kind != "model":
             continue
         if row.status != "ok" or row.result is None:
-            lines.append(f"| {_cell(row.label)} | {_status(row)} | | | | |")
+            lines.append(f"| {_cell(row.label)} | {_status(row)} | | | | | |")
             continue
         r = row.result
         speedup = "baseline" if r.get("speedup_vs_eager_fp32") is None else f"×{r['speedup_vs_eager_fp32']:.2f}"
+        tflops = "–" if r.get("model_tflops") is None else f"{r['model_tflops']:.3g}"
         lines.append(
-            f"| {_cell(row.label)} | {r['train_clips_per_s']:.1f} | {speedup} | {r['infer_clips_per_s']:.1f} | "
-            f"{_gib(r['peak_train_memory_gib'])} | {r['saved_activation_gib']:.3f} |"
+            f"| {_cell(row.label)} | {r['train_clips_per_s']:.1f} | {speedup} | {tflops} | "
+            f"{r['infer_clips_per_s']:.1f} | {_gib(r['peak_train_memory_gib'])} | {r['saved_activation_gib']:.3f} |"
         )
     fit = [row for row in rows if row.kind == "fit"]
     if fit:
