@@ -10,6 +10,10 @@ injected from the config (LightningCLI subclass mode), so any pair is chosen in 
 Training sees random patches of ``train_crop_samples`` samples (the data module asks
 for this number). Validation and test are song-level (see ``patching.py``): whole
 clips in, the mean of patch sigmoids out, then macro ROC-AUC / PR-AUC over tags.
+
+Audio may arrive as int16 (training batches from 16-bit shards, half the bytes to copy to the
+device); :func:`pcm16_to_float` turns it into the float32 that decoding to float would have
+given, exactly, before the front-end sees it.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from pytorch_lightning.cli import OptimizerCallable
 from pytorch_lightning.core.mixins.hparams_mixin import _given_hyperparameters
 from pytorch_lightning.utilities import rank_zero_warn
 
-from lightning_tagging.data.audio import SAMPLE_RATE
+from lightning_tagging.data.audio import SAMPLE_RATE, pcm16_to_float
 from lightning_tagging.errors import UserError
 from lightning_tagging.frontends import Frontend
 from lightning_tagging.metrics import song_level_metrics
@@ -112,18 +116,18 @@ class TaggingModule(pl.LightningModule):
     # --- forward ------------------------------------------------------------------------
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        """Logits ``[B, n_tags]`` of a batch of patch-sized clips ``[B, train_crop_samples]``."""
-        return self.backbone(self.frontend(audio))
+        """Logits ``[B, n_tags]`` of a batch of patch-sized clips ``[B, train_crop_samples]`` (float, or int16 PCM)."""
+        return self.backbone(self.frontend(pcm16_to_float(audio)))
 
     @torch.no_grad()
     def clip_probabilities(self, audio: torch.Tensor) -> torch.Tensor:
-        """Song-level tag probabilities ``[n_tags]`` of one whole clip ``[samples]``.
+        """Song-level tag probabilities ``[n_tags]`` of one whole clip ``[samples]`` (float, or int16 PCM).
 
         The front-end sees the whole clip; its output is cut into non-overlapping
         backbone-sized patches (leftover dropped, a clip shorter than one patch is
         zero-padded first) and the patches' sigmoids are averaged.
         """
-        audio = pad_clip(audio.reshape(1, -1), self.train_crop_samples)
+        audio = pad_clip(pcm16_to_float(audio).reshape(1, -1), self.train_crop_samples)
         features = self.frontend(audio)[0]
         patches = cut_into_patches(features, self.backbone.input_length)
         probs = [torch.sigmoid(self.backbone(chunk).float()) for chunk in patches.split(self.eval_patches_per_forward)]

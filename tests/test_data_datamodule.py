@@ -58,9 +58,9 @@ def test_train_batches_and_epoch_length(root: Path, workers: int) -> None:
     assert len(batches) == len(loader) == per_worker * max(1, workers)
     for batch in batches:
         assert set(batch) == {"audio", "tags", "skipped"} and batch["skipped"].item() == 0
-        assert batch["audio"].shape == (8, 16000) and batch["audio"].dtype == torch.float32
+        assert batch["audio"].shape == (8, 16000) and batch["audio"].dtype == torch.int16  # 16-bit shards
         assert batch["tags"].shape == (8, 24) and batch["tags"].dtype == torch.float32
-        assert batch["audio"].abs().max() <= 1.0
+        assert batch["audio"].abs().max() > 0  # audio, not padding
         assert set(batch["tags"].unique().tolist()) <= {0.0, 1.0} and (batch["tags"].sum(1) > 0).all()
 
 
@@ -93,6 +93,7 @@ def test_eval_yields_every_clip_exactly_once_whole(root: Path, split: str, worke
     assert sorted(keys) == sorted(keys_of(root, split)) and len(keys) == len(set(keys)) == len(loader)
     for batch in batches:
         assert batch["audio"].ndim == 2 and batch["audio"].shape[0] == 1
+        assert batch["audio"].dtype == torch.float32  # evaluation decodes to float32, unlike training
         assert 2 * 16000 <= batch["audio"].shape[1] <= 3 * 16000  # whole clips (2–3 s)
         assert batch["tags"].shape == (1, 24) and isinstance(batch["key"][0], str)
 
@@ -216,10 +217,12 @@ class TinyModel(pl.LightningModule):
         super().__init__()
         self.linear = torch.nn.Linear(1, 24)
         self.train_shapes: list[tuple[int, ...]] = []
+        self.train_dtypes: set[torch.dtype] = set()
         self.val_keys: list[str] = []
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         self.train_shapes.append(tuple(batch["audio"].shape))
+        self.train_dtypes.add(batch["audio"].dtype)
         logits = self.linear(batch["audio"].abs().mean(1, keepdim=True))
         return torch.nn.functional.binary_cross_entropy_with_logits(logits, batch["tags"])
 
@@ -245,4 +248,6 @@ def test_lightning_fit_asks_the_model_for_the_crop(root: Path) -> None:
     trainer.fit(model, datamodule=dm)
     assert dm.train_crop == 4000
     assert model.train_shapes == [(4, 4000)] * 6  # 3 batches per epoch, 2 epochs
+    # The loader yields int16 (16-bit shards); any model gets float32, converted after the transfer.
+    assert model.train_dtypes == {torch.float32}
     assert sorted(model.val_keys) == sorted(keys_of(root, "valid") * 2)  # every valid clip, each epoch

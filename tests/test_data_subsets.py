@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from lightning_tagging.data.audio import pcm16_to_float
 from lightning_tagging.data.build import build_shards
 from lightning_tagging.data.datamodule import TaggingDataModule
 from lightning_tagging.data.errors import DataError
@@ -68,7 +69,7 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def clips_in(batches: list[dict]) -> set[str]:
-    levels = {round(float(v) * 100) - 1 for batch in batches for v in batch["audio"][:, 0]}
+    levels = {round(float(v) * 100) - 1 for batch in batches for v in pcm16_to_float(batch["audio"])[:, 0]}
     return {f"clip{i:03d}" for i in levels}
 
 

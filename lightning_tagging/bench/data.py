@@ -4,12 +4,12 @@
     lt bench data --root data/mtt --payload flac    # an existing shard directory (its training split)
     lt bench data --workers 1 2 4 8 --seconds 30 --crop-samples 59049
 
-Measures exactly what training does per batch — read the tar, decode the audio (soundfile),
-cut ``patches_per_clip`` random crops, shuffle, stack — through the real TaggingDataModule
-and DataLoader, with no model. The first ``--warmup`` batches (worker start-up, shuffle
-buffer) are not timed. clips/s counts decoded clips, patches/s training patches
-(``clips/s × patches_per_clip``). If training runs slower than patches/s here, the model is
-the bottleneck; if not, add workers or use PCM shards.
+Measures exactly what training does per batch — read the tar, decode the audio (soundfile, to
+int16 from 16-bit shards), cut ``patches_per_clip`` random crops, shuffle, stack — through the
+real TaggingDataModule and DataLoader, with no model. The first ``--warmup`` batches (worker
+start-up, shuffle buffer) are not timed. clips/s counts decoded clips, patches/s training
+patches (``clips/s × patches_per_clip``). If training runs slower than patches/s here, the
+model is the bottleneck; if not, add workers or use PCM shards.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The data side: audio decoding, shard building and reading, the DataModule, dataset sources.
 
     decode_audio                 data/audio.py        bytes or path → mono float32 16 kHz
+    decode_audio_keeping_pcm16   data/audio.py        the same, but int16 for 16-bit mono 16 kHz (training)
     load_clip_file               data/clip_files.py   a dataset's file → clip, or a counted reason to skip it
     load_restricted_pickle       data/safe_pickle.py  split-file pickles, without running their code
     build_shards                 data/build.py        a source's items → shards + vocab/index/stats.json
@@ -25,6 +26,7 @@ from typing import Any
 
 _EXPORTS = {
     "decode_audio": "audio",
+    "decode_audio_keeping_pcm16": "audio",
     "load_clip_file": "clip_files",
     "load_restricted_pickle": "safe_pickle",
     "build_shards": "build",

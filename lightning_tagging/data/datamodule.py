@@ -7,10 +7,15 @@
       train_size: 0.1           # optional: a nested subset of the training clips (see subsets.py)
 
 Training batches are ``{"audio": [B, crop_samples], "tags": [B, n_tags], "skipped": []}``
-(audio float32 in [-1, 1], tags multi-hot float32, ``skipped`` the corrupt samples a worker
+(audio float32 in [-1, 1]; tags multi-hot float32; ``skipped`` the corrupt samples a worker
 passed over since its last batch); the crop length comes from the model
 (``train_crop_samples``) unless ``crop_samples`` is set. Validation and test batches are one
 whole clip each: ``{"audio": [1, samples], "tags": [1, n_tags], "key": [str]}``.
+
+Training audio travels as int16: the DataLoader yields the shards' 16-bit samples (half the
+bytes to stack, pin and copy; see ``streams.TrainPatches``) and ``on_after_batch_transfer``
+divides them by 32768 on the device, so every LightningModule receives exactly the float32
+that decoding to float would have given.
 
 One training epoch is ``train_samples_per_epoch`` patches (default: training clips — of the
 subset, if ``train_size`` is set — × ``patches_per_clip``, so on average each clip is decoded
@@ -40,7 +45,7 @@ from torch.utils.data import DataLoader
 
 from lightning_tagging.resume import ResumableTrainLoader
 
-from .audio import SAMPLE_RATE
+from .audio import SAMPLE_RATE, pcm16_to_float
 from .directory import ShardDirectory
 from .distributed import detect_distribution
 from .errors import DataError
@@ -242,6 +247,12 @@ class TaggingDataModule(pl.LightningDataModule):
         # Persistent: Lightning reuses the validation loader every epoch, and restarting spawned
         # workers costs seconds each time (EvalClips holds no state between passes).
         return DataLoader(dataset, batch_size=None, persistent_workers=workers > 0, **self._loader_options(workers))
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """The batch on the device with its audio float32 (int16 training audio divided by 32768, exactly)."""
+        if isinstance(batch, dict) and isinstance(batch.get("audio"), torch.Tensor):
+            batch["audio"] = pcm16_to_float(batch["audio"])
+        return batch
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_dataloader("valid")

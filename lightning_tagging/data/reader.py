@@ -3,7 +3,8 @@
 A reader is told which keys it wants from a shard (from the index). It reads the tar as a
 stream (any URL, see ``urls.py``), skips the members of other keys without decoding them,
 stops as soon as it has seen every wanted key, and decodes the audio (soundfile) and JSON
-of the wanted samples. Nothing is unpickled.
+of the wanted samples. Nothing is unpickled. Audio is float32, or for training
+(``keep_pcm16``) the shards' own int16 samples (see ``audio.decode_audio_keeping_pcm16``).
 
 Failures, and what each costs:
 
@@ -31,13 +32,13 @@ from typing import IO, Any
 
 import numpy as np
 
-from .audio import decode_audio
+from .audio import decode_audio, decode_audio_keeping_pcm16
 from .errors import AudioDecodeError, ShardOpenError, VocabularyMismatchError
 from .shards import AUDIO_EXTENSIONS
 from .urls import open_stream
 
 log = logging.getLogger(__name__)
-DecodedSample = tuple[str, np.ndarray, np.ndarray]  # key, audio [samples], multi-hot [n_tags]
+DecodedSample = tuple[str, np.ndarray, np.ndarray]  # key, audio [samples] (float32 or int16), multi-hot [n_tags]
 _READ_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error, ValueError)
 
 
@@ -45,8 +46,11 @@ class CorruptSample(Exception):
     """A sample whose audio or metadata cannot be read."""
 
 
-def decode_sample(sample: dict[str, Any], vocab_index: dict[str, int]) -> DecodedSample:
+def decode_sample(sample: dict[str, Any], vocab_index: dict[str, int], keep_pcm16: bool = False) -> DecodedSample:
     """One raw sample ``{"__key__": key, "<ext>": bytes}`` → (key, audio ``[samples]``, multi-hot ``[n_tags]``).
+
+    Audio is float32 in [-1, 1]; with ``keep_pcm16``, int16 where the file's samples are exactly
+    that (16-bit mono at 16 kHz: see ``audio.decode_audio_keeping_pcm16``).
 
     Raises:
         CorruptSample: missing or unreadable audio or JSON.
@@ -73,7 +77,7 @@ def decode_sample(sample: dict[str, Any], vocab_index: dict[str, int]) -> Decode
             )
         target[index] = 1.0
     try:
-        audio = decode_audio(audio_bytes)
+        audio = decode_audio_keeping_pcm16(audio_bytes) if keep_pcm16 else decode_audio(audio_bytes)
     except AudioDecodeError as error:
         raise CorruptSample(f"sample {key!r}: {error}") from error
     return key, audio, target
@@ -144,11 +148,12 @@ class ShardReader:
     """Decoded samples of wanted keys from shards; counts what it had to skip (``skipped``).
 
     ``skipped`` counts wanted samples that were corrupt (unreadable audio or JSON, a member
-    missing) or that a broken-off shard never delivered.
+    missing) or that a broken-off shard never delivered. ``keep_pcm16``: see :func:`decode_sample`.
     """
 
-    def __init__(self, vocab_index: dict[str, int]) -> None:
+    def __init__(self, vocab_index: dict[str, int], keep_pcm16: bool = False) -> None:
         self.vocab_index = vocab_index
+        self.keep_pcm16 = keep_pcm16
         self.skipped = 0
 
     def samples(self, url: str, wanted: set[str]) -> Iterator[DecodedSample]:
@@ -157,7 +162,7 @@ class ShardReader:
         for sample in raw_samples(url, wanted):
             delivered += 1
             try:
-                decoded = decode_sample(sample, self.vocab_index)
+                decoded = decode_sample(sample, self.vocab_index, self.keep_pcm16)
             except CorruptSample as error:
                 self.skipped += 1
                 log.warning("skipping corrupt sample in %s: %s", url, error)

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset
 
+from .audio import pcm16_to_float32
 from .distributed import resolve_distribution, share, worker_info
 from .errors import DataError
 from .reader import ShardReader
@@ -42,6 +43,10 @@ Shards = Sequence[tuple[str, Sequence[str]]]  # (url, keys this stream uses from
 
 class EvalClips(IterableDataset):
     """Every clip of one split exactly once, whole: ``{"audio": [1, samples], "tags": [1, n_tags], "key": [key]}``.
+
+    ``audio`` is float32 in [-1, 1], decoded as ``decode_audio`` does; unlike training batches it
+    stays float32 even from 16-bit shards: one clip per batch, read once per evaluation, is not
+    where the bytes are (and evaluation then needs no conversion anywhere).
 
     A rank whose range is empty (fewer clips than ranks) yields one empty batch
     (``audio`` ``[0, 0]``, ``key`` ``[]``), so that it still runs the evaluation loop and
@@ -96,8 +101,12 @@ class EvalClips(IterableDataset):
 class TrainPatches(IterableDataset):
     """Endless random patches, batched: ``{"audio": [B, crop_samples], "tags": [B, n_tags], "skipped": []}``.
 
-    ``audio`` and ``tags`` are float32; ``skipped`` (int64 scalar) counts the samples this
-    worker skipped as corrupt since its previous batch (the module logs their sum).
+    ``audio`` is int16 (the shards' 16-bit samples; the model divides by 32768 on the device)
+    when every patch of the batch decoded as int16, which all do from shards (16 kHz mono
+    16-bit); otherwise the whole batch is float32 in [-1, 1], its int16 patches divided by
+    32768 here. Both give the model the same values: int16 only halves the bytes stacked,
+    pinned and copied to the device. ``tags`` is float32; ``skipped`` (int64 scalar) counts the
+    samples this worker skipped as corrupt since its previous batch (the module logs their sum).
 
     Each decoded clip gives ``patches_per_clip`` crops at random offsets (a clip shorter
     than the crop is zero-padded at the end), so decoding is paid once per several
@@ -117,6 +126,8 @@ class TrainPatches(IterableDataset):
         seed: base seed.
         rank, world_size: distributed place (None: detected now, see ``distributed.py``).
         epoch: the first epoch's number (when resuming); each ``iter()`` starts the next.
+        keep_pcm16: keep 16-bit samples as int16 (default); False decodes every clip to
+            float32 (``decode_audio``), giving float32 batches with the same values.
     """
 
     def __init__(
@@ -133,6 +144,7 @@ class TrainPatches(IterableDataset):
         rank: int | None = None,
         world_size: int | None = None,
         epoch: int = 0,
+        keep_pcm16: bool = True,
     ) -> None:
         self.shards = [(url, frozenset(keys)) for url, keys in shards if keys]
         if not self.shards:
@@ -145,7 +157,7 @@ class TrainPatches(IterableDataset):
         self.batches_per_worker, self.workers = batches_per_worker, workers
         self.seed, self.epoch = seed, epoch
         self.rank, self.world_size = resolve_distribution(rank, world_size)
-        self.reader = ShardReader(self.vocab_index)
+        self.reader = ShardReader(self.vocab_index, keep_pcm16=keep_pcm16)
 
     def __len__(self) -> int:
         return self.batches_per_worker * max(1, self.workers)
@@ -169,7 +181,7 @@ class TrainPatches(IterableDataset):
     def _patches(self, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         for audio, target in self._clips(rng):
             if len(audio) < self.crop_samples:
-                audio = np.pad(audio, (0, self.crop_samples - len(audio)))
+                audio = np.pad(audio, (0, self.crop_samples - len(audio)))  # zeros of audio's dtype
             for start in rng.integers(0, len(audio) - self.crop_samples + 1, self.patches_per_clip):
                 # a copy, not a view: the shuffle buffer then holds patches, not whole clips
                 yield audio[start : start + self.crop_samples].copy(), target
@@ -192,7 +204,18 @@ class TrainPatches(IterableDataset):
             batch = list(itertools.islice(patches, self.batch_size))
             skipped, reported = self.reader.skipped - reported, self.reader.skipped
             yield {
-                "audio": stack_for_transfer([a for a, _ in batch]),  # [B, crop_samples] float32
+                "audio": stack_audio([a for a, _ in batch]),  # [B, crop_samples] int16 or float32
                 "tags": stack_for_transfer([t for _, t in batch]),
                 "skipped": torch.tensor(skipped, dtype=torch.int64),
             }
+
+
+def stack_audio(patches: Sequence[np.ndarray]) -> torch.Tensor:
+    """Patches ``[crop_samples]`` → one batch ``[B, crop_samples]`` (see :func:`stack_for_transfer`) of one dtype.
+
+    int16 when every patch is int16; otherwise float32, the int16 patches divided by 32768 (exact),
+    so a batch never mixes dtypes and its values do not depend on which patches were int16.
+    """
+    if any(patch.dtype != np.int16 for patch in patches):
+        patches = [pcm16_to_float32(patch) if patch.dtype == np.int16 else patch for patch in patches]
+    return stack_for_transfer(patches)
