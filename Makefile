@@ -23,7 +23,8 @@ demo: $(VENV)/.installed
 	$(LT) data build synthetic --out $(DEMO_DATA) --n-clips $(DEMO_CLIPS) --valid-fraction 0.05 --seed 0
 	$(LT) run --config experiments/demo.yaml
 
-# What the tests need outside .venv: Slurm and munge for the one-node cluster of tests/test_slurm.py.
+# What the tests need outside .venv: Slurm and munge for the one-node cluster of tests/test_slurm.py,
+# and g++ for torch.compile's CPU kernels (tests/test_fused_branch.py's compiled epilogues).
 # As root it apt-installs them when missing; otherwise it says what to install (and those tests fail saying so).
 system-deps:
 	bash slurm/system-deps.sh

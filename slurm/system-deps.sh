@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Installs what the Slurm tests need (slurmctld, slurmd, the Slurm client tools, munge) when it is missing.
+# Installs what the tests need outside the venv when it is missing: the Slurm tests' slurmctld, slurmd,
+# client tools and munge, and a C++ compiler for torch.compile's CPU kernels (musicnn's fused_compiled).
 #
 # `make test` runs this first. As root on Debian/Ubuntu it apt-installs the packages; otherwise it
 # only says what to install, and the Slurm tests then fail with the same advice. Nothing happens when
 # everything is already there, so it costs nothing on a machine that has been set up.
 set -euo pipefail
 
-NEEDED=(slurmctld slurmd sbatch squeue scontrol scancel munged)
-PACKAGES="slurmctld slurmd slurm-client munge"
+NEEDED=(slurmctld slurmd sbatch squeue scontrol scancel munged g++)
+PACKAGES="slurmctld slurmd slurm-client munge g++"
 
 missing=()
 for tool in "${NEEDED[@]}"; do
@@ -22,12 +23,12 @@ if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
   if apt-get update -qq && apt-get install -y -qq --no-install-recommends $PACKAGES >/dev/null; then
     exit 0
   fi
-  # Not fatal: every other test still runs; the Slurm tests fail and say what is missing.
-  echo "slurm/system-deps.sh: apt-get could not install $PACKAGES; the Slurm tests will fail" >&2
+  # Not fatal: every other test still runs; the Slurm (or compiled-kernel) tests fail and say what is missing.
+  echo "slurm/system-deps.sh: apt-get could not install $PACKAGES; the Slurm or compiled-kernel tests will fail" >&2
   exit 0
 fi
 
-echo "slurm/system-deps.sh: the Slurm tests need ${missing[*]}, which are not installed." >&2
+echo "slurm/system-deps.sh: the tests need ${missing[*]}, which are not installed." >&2
 echo "  Debian/Ubuntu: sudo apt-get install $PACKAGES" >&2
 echo "  (the tests start a private one-node cluster with slurm/local-cluster.sh; no system configuration is changed)" >&2
 exit 0

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from lightning_tagging.bench.configs import ModelConfig
-from lightning_tagging.bench.suite import run_command
+from lightning_tagging.bench.suite import Plan, Suite, is_variant, run_command
 from lightning_tagging.cli import main
 
 
@@ -34,6 +35,9 @@ EXPECTED_MODEL_ROWS = [
     ModelConfig("musicnn", 2, "bf16-mixed", backbone_args=musicnn("no_such_impl")),
     ModelConfig("samplecnn", 2, "fp32"),
     ModelConfig("samplecnn", 2, "bf16-mixed"),
+]
+# After the fit rows: the rows that vary another setting (the quick plan has no second batch).
+VARIANT_ROWS = [
     ModelConfig("musicnn", 2, "fp32", channels_last=True, backbone_args=musicnn("conv2d")),
     ModelConfig("musicnn", 2, "fp32", cudnn_benchmark=True, backbone_args=musicnn("conv2d")),
     ModelConfig("samplecnn", 2, "fp32", cudnn_benchmark=True),
@@ -58,11 +62,14 @@ def test_quick_suite_measures_every_row_and_records_failures(tmp_path: Path) -> 
     speeds = {impl: rows[ModelConfig("musicnn", 2, "fp32", backbone_args=musicnn(impl)).label]["result"]
               ["train_clips_per_s"] for impl in ("conv2d", "mel_windows")}
     fit_labels = [label.format(fastest=max(speeds, key=speeds.__getitem__)) for label in EXPECTED_FIT_ROWS]
-    expected_labels = [c.label for c in EXPECTED_MODEL_ROWS] + fit_labels + [COMPILED.label]
-    assert [row["label"] for row in suite["rows"]] == expected_labels  # compiled last: slowest, least certain
+    expected_labels = ([c.label for c in EXPECTED_MODEL_ROWS] + fit_labels + [c.label for c in VARIANT_ROWS]
+                       + [COMPILED.label])
+    # The rows the targets need first, so a budget that runs out costs the least; compiled last:
+    # slowest, least certain.
+    assert [row["label"] for row in suite["rows"]] == expected_labels
     assert suite["finished"] and suite["torch"] and suite["device"]
 
-    for config in EXPECTED_MODEL_ROWS:
+    for config in EXPECTED_MODEL_ROWS + VARIANT_ROWS:
         row = rows[config.label]
         if "no_such_impl" in config.label:  # recorded, and the suite went on
             assert row["status"] == "failed" and "no_such_impl" in row["error"]
@@ -105,6 +112,19 @@ def test_rows_past_the_time_budget_are_skipped(tmp_path: Path) -> None:
     assert rest and all(row["status"] == "skipped" and "budget" in row["error"] for row in rest)
     assert not (tmp_path / "corpus").exists()  # no fit row ran, so no shards were built
     assert text.count("| skipped: ") == len(rest)
+
+
+def test_the_full_plan_runs_the_rows_the_targets_need_first(tmp_path: Path) -> None:
+    """Batch-256 model rows (every musicnn implementation, both precisions), then the fits, then the rest."""
+    rows = Suite(tmp_path, Plan(), budget_s=0, device=torch.device("cpu")).rows
+    first_fit = next(i for i, row in enumerate(rows) if row.kind == "fit")
+    before = [ModelConfig(**row.details["config"]) for row in rows[:first_fit]]
+    assert before and all(c.batch == 256 and not is_variant(c) for c in before)
+    impls = {json.loads(c.backbone_args).get("conv_impl") for c in before if c.backbone == "musicnn"}
+    assert impls == {"conv2d", "mel_windows", "fused", "fused_compiled"}
+    after = [ModelConfig(**row.details["config"]) for row in rows[first_fit:] if row.kind == "model"]
+    assert {c.batch for c in after if not is_variant(c)} == {16}
+    assert [c.compile for c in after] == sorted(c.compile for c in after)  # compiled ones last
 
 
 def test_a_command_past_its_time_is_killed_with_its_children(tmp_path: Path) -> None:

@@ -35,16 +35,17 @@ def plain(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> torch.Tensor:
 
 
 def run_both(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d, chunk_elements: int, device: torch.device,
-             steps: int = 1, autocast: bool = False) -> list[dict[str, torch.Tensor]]:
+             steps: int = 1, autocast: bool = False, compiled: bool = False) -> list[dict[str, torch.Tensor]]:
     """Outputs, gradients and BN buffers (on the CPU) after ``steps`` forward/backward passes on ``device``,
-    plain then fused."""
+    plain then fused (its chunk epilogues through torch.compile if ``compiled``)."""
     results = []
     for fused in (False, True):
         c, b = copy.deepcopy(conv).to(device), copy.deepcopy(bn).to(device)
         xs = x.to(device, copy=True).requires_grad_()
         for step in range(steps):
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                out = conv_relu_bn_max_over_mel(xs, c, b, chunk_elements) if fused else plain(xs, c, b)
+                out = (conv_relu_bn_max_over_mel(xs, c, b, chunk_elements, compile_epilogues=compiled) if fused
+                       else plain(xs, c, b))
             weights = torch.linspace(-1, 1, out.numel(), dtype=torch.float64, device=device).reshape(out.shape)
             (out.double() * (weights + step)).sum().backward()
         found = {
@@ -65,33 +66,41 @@ def assert_same(results: list[dict[str, torch.Tensor]], rtol: float, atol: float
                                    msg=lambda m, name=name: f"{name}: {m}")
 
 
+# Each chunk's epilogue eager, or compiled (torch.compile: Triton on a GPU, C++ on a CPU).
+EPILOGUES = pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+
+
+@EPILOGUES
 @pytest.mark.parametrize("kernel", [(38, 7), (1, 32)], ids=["timbral", "temporal"])
 @pytest.mark.parametrize("chunk_elements", [10**9, 4000, 1], ids=["one-chunk", "chunks", "one-position-chunks"])
 def test_float64_same_outputs_gradients_and_running_stats(kernel: tuple[int, int], chunk_elements: int,
-                                                          device: torch.device) -> None:
+                                                          compiled: bool, device: torch.device) -> None:
     torch.manual_seed(0)
     conv, bn = make_branch(kernel, filters=7, dtype=torch.float64)
     x = torch.randn(3, 1, 48, 40, dtype=torch.float64)
-    assert_same(run_both(x, conv, bn, chunk_elements, device, steps=2), rtol=1e-9, atol=1e-11)
+    assert_same(run_both(x, conv, bn, chunk_elements, device, steps=2, compiled=compiled), rtol=1e-9, atol=1e-11)
 
 
-def test_exact_ties_split_the_gradient_like_amax(device: torch.device) -> None:
+@EPILOGUES
+def test_exact_ties_split_the_gradient_like_amax(compiled: bool, device: torch.device) -> None:
     """Identical mel rows give identical conv outputs at every position: a tie everywhere."""
     torch.manual_seed(1)
     conv, bn = make_branch((3, 5), filters=4, dtype=torch.float64)
     row = torch.randn(2, 1, 1, 30, dtype=torch.float64)
     x = torch.cat([row.expand(2, 1, 12, 30), torch.randn(2, 1, 4, 30, dtype=torch.float64)], dim=2)
-    assert_same(run_both(x, conv, bn, 2 * 4 * 26 * 3, device), rtol=1e-9, atol=1e-11)
+    assert_same(run_both(x, conv, bn, 2 * 4 * 26 * 3, device, compiled=compiled), rtol=1e-9, atol=1e-11)
 
 
-def test_float32_within_tolerance(device: torch.device) -> None:
+@EPILOGUES
+def test_float32_within_tolerance(compiled: bool, device: torch.device) -> None:
     torch.manual_seed(2)
     conv, bn = make_branch((38, 7), filters=16, dtype=torch.float32)
     x = torch.randn(4, 1, 96, 80)
-    assert_same(run_both(x, conv, bn, 20_000, device), rtol=1e-4, atol=1e-5)
+    assert_same(run_both(x, conv, bn, 20_000, device, compiled=compiled), rtol=1e-4, atol=1e-5)
 
 
-def test_bf16_autocast_is_as_accurate_as_plain_bf16(device: torch.device) -> None:
+@EPILOGUES
+def test_bf16_autocast_is_as_accurate_as_plain_bf16(compiled: bool, device: torch.device) -> None:
     """Under autocast both paths convolve in bf16 (relative step 2^-8): against the float32 result,
     the fused path must be no further off than the plain bf16 path (observed: equal or closer)."""
     torch.manual_seed(3)
@@ -100,7 +109,7 @@ def test_bf16_autocast_is_as_accurate_as_plain_bf16(device: torch.device) -> Non
         bn.weight[5] = 0.7  # no γ = 0 here: bf16 ties in the plain BN output would split differently
     x = torch.randn(4, 1, 96, 80)
     truth, _ = run_both(x, conv, bn, 20_000, device)
-    plain_bf16, fused_bf16 = run_both(x, conv, bn, 20_000, device, autocast=True)
+    plain_bf16, fused_bf16 = run_both(x, conv, bn, 20_000, device, autocast=True, compiled=compiled)
 
     def error(result: dict[str, torch.Tensor], name: str) -> float:
         return float((result[name].double() - truth[name].double()).norm() / truth[name].double().norm())
@@ -121,11 +130,12 @@ def test_evaluation_mode_uses_running_stats(device: torch.device) -> None:
     assert_same(run_both(x, conv, bn, 500, device), rtol=1e-9, atol=1e-11)
 
 
+@pytest.mark.parametrize("conv_impl", ["fused", "fused_compiled"])
 @pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
-def test_whole_musicnn_same_function_fused(train: bool, device: torch.device) -> None:
+def test_whole_musicnn_same_function_fused(train: bool, conv_impl: str, device: torch.device) -> None:
     torch.manual_seed(5)
     reference = Musicnn(n_tags=9, width=0.2, dropout=0.0, conv_impl="conv2d").double().train(train).to(device)
-    fused = Musicnn(n_tags=9, width=0.2, dropout=0.0, conv_impl="fused").double().train(train).to(device)
+    fused = Musicnn(n_tags=9, width=0.2, dropout=0.0, conv_impl=conv_impl).double().train(train).to(device)
     fused.load_state_dict(reference.state_dict())
     x = torch.randn(3, 1, 96, 120, dtype=torch.float64, device=device)
     for model in (reference, fused):

@@ -6,19 +6,20 @@
 On a GPU machine with a command time limit, run scripts/device-bench.sh (it installs the carried
 wheels and keeps the corpus out of the folder that comes back).
 
-Runs, in this order (the lists are the constants below):
+Runs, in this order (the lists are the constants below), the rows that decide the targets first:
 
-1. `lt bench model` rows: musicnn and samplecnn at batch 16 and 256, fp32 and bf16-mixed,
-   musicnn with each conv implementation; each next to its plain eager fp32 baseline (added
-   automatically), plus musicnn with channels_last once, and each backbone with library convs
-   and cuDNN's algorithm search (``cudnn.benchmark``; the same row without it is the plain one);
+1. `lt bench model` rows at batch 256: musicnn and samplecnn, fp32 and bf16-mixed, musicnn with
+   each conv implementation; each next to its plain eager fp32 baseline (added automatically);
 2. `lt bench fit` rows: both backbones × 32-true / bf16-mixed at batch 256, from synthetic
    PCM16 shards built in ``SCRATCH/corpus`` (reused by a rerun), with as many DataLoader workers
    as the CPUs allow; musicnn with the conv implementation that was fastest in the model rows
    at that batch and precision;
    and, where there are several GPUs (or ``--ddp-devices N``), one fit row again on N DDP
    processes: the multi-GPU scaling, measured beside its one-GPU row;
-3. torch.compile rows, one per backbone, last because compiling is slow and the least
+3. the same model rows at batch 16 (the batch the reference implementations are quoted at),
+   then musicnn with channels_last once, and each backbone with library convs and cuDNN's
+   algorithm search (``cudnn.benchmark``; the same row without it is the plain one);
+4. torch.compile rows, one per backbone, last because compiling is slow and the least
    certain; each runs in its own process (``isolated.py``), so a compiler crash or hang costs
    that row only.
 
@@ -64,7 +65,7 @@ from lightning_tagging.jsonio import write_json_atomically
 MODEL_BACKBONES = ("musicnn", "samplecnn")
 MODEL_BATCHES = (16, 256)
 MODEL_PRECISIONS = ("fp32", "bf16-mixed")
-MUSICNN_CONV_IMPLS = ("conv2d", "mel_windows", "fused")
+MUSICNN_CONV_IMPLS = ("conv2d", "mel_windows", "fused", "fused_compiled")
 LARGE_BATCH, LARGE_PRECISION = 256, "bf16-mixed"  # of the compile, channels_last and fit rows
 COMPILE_BACKBONES = ("musicnn", "samplecnn")  # with library convs
 COMPILE_MODE = "default"  # "reduce-overhead" adds CUDA graphs; "max-autotune" takes minutes to tune
@@ -146,6 +147,11 @@ def model_configs(plan: Plan) -> list[ModelConfig]:
     return [c for c in ordered if not c.compile] + [c for c in ordered if c.compile]
 
 
+def is_variant(config: ModelConfig) -> bool:
+    """A row that varies a setting other than implementation, batch and precision (compile, layout, cuDNN search)."""
+    return config.compile or config.channels_last or config.cudnn_benchmark
+
+
 def fit_workers(plan: Plan) -> int:
     """DataLoader workers for the fit rows: the plan's, or every CPU but the one that trains, at most 15."""
     if plan.fit_workers is not None:
@@ -213,8 +219,11 @@ class Suite:
         self._corpus: Path | Exception | None = None
         self._results: dict[ModelConfig, ModelResult] = {}
         self.workers = fit_workers(plan)
+        # The targets first: the large-batch model rows (which pick musicnn's implementation for
+        # the fits), then the fits, then the rest, so a budget that runs out costs the least needed.
         configs = model_configs(plan)
-        for config in (c for c in configs if not c.compile):
+        first = [c for c in configs if c.batch == plan.large_batch and not is_variant(c)]
+        for config in first:
             self._add_model(config)
         for backbone in plan.fit_backbones:
             for precision in plan.fit_precisions:
@@ -222,6 +231,8 @@ class Suite:
         ddp_devices = plan.ddp_devices if plan.ddp_devices is not None else torch.cuda.device_count()
         if ddp_devices > 1 and plan.fit_backbones and plan.fit_precisions:
             self._add_ddp_fit(plan.fit_backbones[0], plan.fit_precisions[-1], ddp_devices)
+        for config in (c for c in configs if not c.compile and c not in first):
+            self._add_model(config)
         for config in (c for c in configs if c.compile):
             self._add_model(config)
 

@@ -31,14 +31,23 @@ work ahead): whether a channel pools its max or its min is chosen on the device 
 of γ, and the check that backward's recomputed conv matches the forward's runs only on the
 first backward passes and every 100th after them (``_SampledCheck``).
 
+Everything a chunk needs besides its conv is elementwise work and reductions over the conv
+output (:func:`_chunk_forward_partials`, :func:`_chunk_grad_of_conv`). Run eagerly, each op
+reads and writes the whole chunk again (about 7 passes in forward and 10 in backward). With
+``compile_epilogues`` they go through ``torch.compile``, which fuses them into a few kernels
+that read the conv output once or twice and write only what is needed: the chunk's traffic,
+not its arithmetic, is what bounds this branch on a GPU.
+
 Tests compare outputs, all gradients and the running statistics with the plain
-``conv → relu → BatchNorm2d → amax`` in float64, float32 and bf16 autocast.
+``conv → relu → BatchNorm2d → amax`` in float64, float32 and bf16 autocast, eager and compiled.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -91,12 +100,15 @@ def conv_relu_bn_max_over_mel(
     conv: nn.Conv2d,
     bn: nn.BatchNorm2d,
     chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+    compile_epilogues: bool = False,
 ) -> torch.Tensor:
     """``bn(relu(conv(x))).amax(dim=2)`` for ``x`` ``[B, 1, F, T]``, never holding the whole conv output.
 
     ``conv`` is a one-input-channel ``nn.Conv2d`` (no padding: pad ``x`` first) and ``bn`` its
     ``nn.BatchNorm2d``; in training mode the running statistics are updated exactly as
-    ``BatchNorm2d`` would. Returns ``[B, filters, T - kernel_width + 1]``.
+    ``BatchNorm2d`` would. ``compile_epilogues``: fuse each chunk's elementwise work and
+    reductions with ``torch.compile`` (training mode; the first call compiles). Returns
+    ``[B, filters, T - kernel_width + 1]``.
     """
     weight, bias = conv.weight, conv.bias
     n_positions = x.shape[2] - weight.shape[2] + 1
@@ -112,7 +124,7 @@ def conv_relu_bn_max_over_mel(
     use_batch_stats = bn.training or bn.running_mean is None
     if not use_batch_stats:
         return _with_running_stats(x, weight, bias, bn, gamma, beta, impl, chunk)
-    out, mean, var = _ConvReluBatchNormMax.apply(x, weight, bias, gamma, beta, bn.eps, impl, chunk)
+    out, mean, var = _ConvReluBatchNormMax.apply(x, weight, bias, gamma, beta, bn.eps, impl, chunk, compile_epilogues)
     if bn.training and bn.track_running_stats and bn.running_mean is not None:
         _update_running_stats(bn, mean, var, count=per_position * n_positions // weight.shape[0])
     return out
@@ -135,8 +147,58 @@ def _chunks(n_positions: int, chunk: int) -> list[tuple[int, int]]:
 def _relu_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, impl: str, start: int,
                stop: int) -> torch.Tensor:
     """``relu(conv(x))`` at mel positions ``start:stop``: ``[B, filters, stop - start, T']``."""
-    rows = x[:, :, start:stop + weight.shape[2] - 1]
-    return F.relu(single_channel_conv2d(rows, weight, bias, impl))
+    return F.relu(_conv_rows(x, weight, bias, impl, start, stop))
+
+
+def _conv_rows(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, impl: str, start: int,
+               stop: int) -> torch.Tensor:
+    """``conv(x)`` at mel positions ``start:stop``: ``[B, filters, stop - start, T']``."""
+    return single_channel_conv2d(x[:, :, start:stop + weight.shape[2] - 1], weight, bias, impl)
+
+
+def _chunk_forward_partials(
+    conv: torch.Tensor, sign: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What the forward needs from one chunk's conv output ``[B, C, p, T]``, whose ReLU it takes here.
+
+    Returns per (b, c, t): the extreme of ``relu(conv)`` over the ``p`` mel positions (the min
+    where ``sign`` ``[1, C, 1]`` is negative, else the max), how many positions equal it (int32),
+    and their sum (accumulation dtype); per channel: mean and biased variance over (b, p, t),
+    in the accumulation dtype.
+    """
+    y = F.relu(conv)
+    low, high = torch.aminmax(y, dim=2)  # one pass over the chunk for both
+    value = torch.where(sign < 0, low, high)
+    ties = (y == value.unsqueeze(2)).sum(dim=2, dtype=torch.int32)
+    total = y.sum(dim=2, dtype=_accumulation_dtype(y))
+    var, mean = torch.var_mean(y.to(_accumulation_dtype(y)), dim=(0, 2, 3), correction=0)
+    return value, ties, total, mean, var
+
+
+def _chunk_grad_of_conv(
+    conv: torch.Tensor, pooled: torch.Tensor, k0: torch.Tensor, k1: torch.Tensor, scaled_dz_at_extreme: torch.Tensor
+) -> torch.Tensor:
+    """The gradient of one chunk's conv output ``[B, C, p, T]`` (in its dtype), from BatchNorm's and the pool's.
+
+    ``dy = y·k1 + k0`` everywhere (per-channel ``k0``, ``k1`` ``[1, C, 1, 1]``), plus
+    ``scaled_dz_at_extreme`` ``[B, C, 1, T]`` where ``y = relu(conv)`` equals the ``pooled``
+    extreme ``[B, C, T]``; then ReLU's gate: zero where ``conv ≤ 0``.
+    """
+    y = F.relu(conv)
+    grad_y = torch.addcmul(k0, y.to(k1.dtype), k1)
+    grad_y = torch.where(y == pooled.unsqueeze(2), grad_y + scaled_dz_at_extreme, grad_y)
+    return torch.where(y > 0, grad_y, 0.0).to(conv.dtype)  # ReLU: y > 0 exactly where conv > 0
+
+
+@functools.cache
+def _compiled(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function`` through ``torch.compile``, made once. Dynamic shapes: chunks and branches differ in size,
+    and one kernel per shape would mean a compilation each."""
+    return torch.compile(function, dynamic=True)
+
+
+def _epilogue(function: Callable[..., Any], compiled: bool) -> Callable[..., Any]:
+    return _compiled(function) if compiled else function
 
 
 def _with_running_stats(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm2d,
@@ -165,6 +227,8 @@ def _with_running_stats(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
 class _Extremes:
     """Running extreme over mel of ``y`` ``[B, C, p, T]`` chunks, per channel the max or the min, with tie counts.
 
+    Chunks come as :func:`_chunk_forward_partials` gives them.
+
     ``sign`` ``[1, C, 1]`` (the sign of γ, a device tensor) picks the min where it is negative and
     the max elsewhere. Choosing on the device keeps the forward free of host syncs: reading the
     signs on the host would make the CPU wait for the GPU in every branch of every step.
@@ -177,11 +241,8 @@ class _Extremes:
         self.ties: torch.Tensor | None = None
         self.total: torch.Tensor | None = None
 
-    def add(self, y: torch.Tensor) -> None:
-        low, high = torch.aminmax(y, dim=2)  # one pass over the chunk for both
-        value = torch.where(self.sign < 0, low, high)
-        ties = (y == value.unsqueeze(2)).sum(dim=2, dtype=torch.int32)
-        total = y.sum(dim=2, dtype=_accumulation_dtype(y))
+    def add(self, value: torch.Tensor, ties: torch.Tensor, total: torch.Tensor) -> None:
+        """Merge one chunk's extreme, tie count and sum over its mel positions (``[B, C, T]`` each)."""
         if self.value is None or self.ties is None or self.total is None:
             self.value, self.ties, self.total = value, ties, total
             return
@@ -205,9 +266,8 @@ class _Moments:
         self.mean: torch.Tensor | None = None
         self.m2: torch.Tensor | None = None  # sum of squared deviations from the mean
 
-    def add(self, y: torch.Tensor) -> None:
-        var, mean = torch.var_mean(y.to(_accumulation_dtype(y)), dim=(0, 2, 3), correction=0)
-        n = y.numel() // y.shape[1]
+    def add(self, mean: torch.Tensor, var: torch.Tensor, n: int) -> None:
+        """Merge one chunk's per-channel mean and biased variance over its ``n`` elements per channel."""
         mean, m2 = mean.double(), var.double() * n
         if self.mean is None or self.m2 is None:
             self.count, self.mean, self.m2 = n, mean, m2
@@ -227,15 +287,17 @@ class _ConvReluBatchNormMax(torch.autograd.Function):
     """Training-mode ``batch_norm(relu(conv(x))).amax(2)``; returns (out, batch mean, batch variance)."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, gamma, beta, eps, impl, chunk):  # type: ignore[override]
+    def forward(ctx, x, weight, bias, gamma, beta, eps, impl, chunk, compiled):  # type: ignore[override]
         device_type = x.device.type
         ctx.autocast = (device_type, torch.is_autocast_enabled(device_type), torch.get_autocast_dtype(device_type))
         sign = gamma.detach().sign()[None, :, None]
         extremes, moments = _Extremes(sign), _Moments()
+        partials = _epilogue(_chunk_forward_partials, compiled)
         for start, stop in _chunks(x.shape[2] - weight.shape[2] + 1, chunk):
-            y = _relu_conv(x, weight, bias, impl, start, stop)
-            extremes.add(y)
-            moments.add(y)
+            conv = _conv_rows(x, weight, bias, impl, start, stop)
+            value, ties, total, chunk_mean, chunk_var = partials(conv, sign)
+            extremes.add(value, ties, total)
+            moments.add(chunk_mean, chunk_var, conv.numel() // conv.shape[1])
         mean64, var64 = moments.result()
         acc = _accumulation_dtype(x)
         mean, var = mean64.to(acc), var64.to(acc)
@@ -251,7 +313,7 @@ class _ConvReluBatchNormMax(torch.autograd.Function):
         y_hat = (pooled.to(acc) - mean[None, :, None]) * invstd[None, :, None]
         out = (y_hat * gamma.to(acc)[None, :, None] + beta.to(acc)[None, :, None]).to(pooled.dtype)
         ctx.save_for_backward(x, weight, bias, gamma, pooled, ties, y_hat, mean, invstd)
-        ctx.impl, ctx.chunk, ctx.count = impl, chunk, moments.count
+        ctx.impl, ctx.chunk, ctx.count, ctx.compiled = impl, chunk, moments.count, compiled
         ctx.mark_non_differentiable(mean, var)
         return out, mean, var
 
@@ -276,11 +338,12 @@ class _ConvReluBatchNormMax(torch.autograd.Function):
         needs_b = needs_b and bias is not None
         grad_gamma, grad_beta = grad_gamma.to(gamma.dtype), grad_beta.to(gamma.dtype)
         if not (needs_x or needs_w or needs_b):
-            return None, None, None, grad_gamma, grad_beta, None, None, None
+            return None, None, None, grad_gamma, grad_beta, None, None, None, None
         grad_x = torch.zeros_like(x) if needs_x else None
         grad_w = torch.zeros_like(weight) if needs_w else None
         grad_b = torch.zeros_like(bias) if needs_b else None
         matched = torch.zeros_like(ties) if _RECOMPUTE_CHECK.due() else None  # positions at the extreme, counted
+        grad_of_conv = _epilogue(_chunk_grad_of_conv, ctx.compiled)
         device_type, autocast_on, autocast_dtype = ctx.autocast
         kernel_rows = weight.shape[2] - 1
         for start, stop in _chunks(x.shape[2] - kernel_rows, ctx.chunk):
@@ -290,13 +353,9 @@ class _ConvReluBatchNormMax(torch.autograd.Function):
             with torch.enable_grad(), torch.autocast(device_type, dtype=autocast_dtype, enabled=autocast_on):
                 conv = single_channel_conv2d(rows, w, b, ctx.impl)
             with torch.no_grad():
-                y = F.relu(conv)
-                at_extreme = y == pooled.unsqueeze(2)
-                if matched is not None:
-                    matched += at_extreme.sum(dim=2, dtype=torch.int32)
-                grad_y = torch.addcmul(k0, y.to(k1.dtype), k1)
-                grad_y = torch.where(at_extreme, grad_y + scaled_dz_at_extreme, grad_y)
-                grad_conv = torch.where(y > 0, grad_y, 0.0).to(conv.dtype)  # ReLU: y > 0 exactly where conv > 0
+                if matched is not None:  # (an extra pass over the chunk, on the few steps that check)
+                    matched += (F.relu(conv) == pooled.unsqueeze(2)).sum(dim=2, dtype=torch.int32)
+                grad_conv = grad_of_conv(conv.detach(), pooled, k0, k1, scaled_dz_at_extreme)
             inputs = [t for t, needed in ((rows, needs_x), (w, needs_w), (b, needs_b)) if needed and t is not None]
             grads = iter(torch.autograd.grad(conv, inputs, grad_conv))
             if needs_x:
@@ -312,5 +371,5 @@ class _ConvReluBatchNormMax(torch.autograd.Function):
                 "fused musicnn front-end: the conv recomputed in backward differs from the forward pass "
                 "(non-deterministic convolution?); use conv_impl='mel_windows' or 'conv2d'"
             )
-        return grad_x, grad_w, grad_b, grad_gamma, grad_beta, None, None, None
+        return grad_x, grad_w, grad_b, grad_gamma, grad_beta, None, None, None, None
 

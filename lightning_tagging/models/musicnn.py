@@ -55,8 +55,10 @@ BN_EPS = 1e-3
 BN_MOMENTUM = 0.01
 
 # How the front-end branches run: the conv implementations of single_channel_conv, or "fused"
-# (conv → ReLU → BN → max over mel without the full conv output; models/fused_branch.py).
-BRANCH_IMPLS = (*IMPLEMENTATIONS, "fused")
+# (conv → ReLU → BN → max over mel without the full conv output; models/fused_branch.py), or
+# "fused_compiled" (the same with each chunk's elementwise work fused by torch.compile).
+FUSED_IMPLS = ("fused", "fused_compiled")
+BRANCH_IMPLS = (*IMPLEMENTATIONS, *FUSED_IMPLS)
 
 
 def _scaled(n: float, width: float) -> int:
@@ -87,8 +89,9 @@ class _FrontendBranch(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.pad(x, self.time_padding)  # pads the last (time) axis only
-        if self.conv_impl == "fused":
-            return conv_relu_bn_max_over_mel(x, self.conv, self.bn)
+        if self.conv_impl in FUSED_IMPLS:
+            compiled = self.conv_impl == "fused_compiled"
+            return conv_relu_bn_max_over_mel(x, self.conv, self.bn, compile_epilogues=compiled)
         conv = single_channel_conv2d(x, self.conv.weight, self.conv.bias, self.conv_impl)
         return self.bn(F.relu(conv)).amax(dim=2)
 
@@ -138,7 +141,9 @@ class Musicnn(Backbone):
         conv_impl: how the front-end branches run; same weights, same function:
             ``"auto"``, ``"conv2d"`` or ``"mel_windows"`` (``models/single_channel_conv.py``),
             or ``"fused"``: conv → ReLU → BN → max over mel in chunks, without writing the
-            ``[B, filters, mel, T]`` conv output (``models/fused_branch.py``).
+            ``[B, filters, mel, T]`` conv output (``models/fused_branch.py``), or
+            ``"fused_compiled"``: the same with each chunk's elementwise work and reductions
+            fused by ``torch.compile`` (compiles on the first training step).
     """
 
     input_kind = "spectrogram"
