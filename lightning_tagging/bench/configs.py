@@ -6,6 +6,7 @@ their FLOPs and memory on fake tensors) and `lt bench suite`.
 
 from __future__ import annotations
 
+import argparse
 import inspect
 import json
 from dataclasses import dataclass
@@ -124,3 +125,19 @@ def plain_configs(
             for precision in precisions
         ]
     return configs
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, batches: list[int]) -> None:
+    """The arguments that choose configurations (read back by :func:`configs_from`); ``batches``: the default."""
+    parser.add_argument("--backbone", nargs="+", default=list(BACKBONES), choices=list(BACKBONES))
+    parser.add_argument("--batch", nargs="+", type=int, default=batches)
+    parser.add_argument("--precision", nargs="+", default=["fp32"], choices=PRECISIONS)
+    parser.add_argument("--compression", default="log_eps")
+    parser.add_argument("--backbone-args", nargs="+", default=["{}"],
+                        help='JSON kwargs, one variant per argument, e.g. \'{"width": 0.5}\' \'{"width": 1.0}\'')
+
+
+def configs_from(args: argparse.Namespace, **settings: Any) -> list[ModelConfig]:
+    """Every (backbone, batch, backbone-args variant, precision) the arguments ask for, with ``settings``."""
+    variants = [parse_backbone_args(text) for text in args.backbone_args]
+    return plain_configs(args.backbone, args.batch, args.precision, variants, args.compression, **settings)

@@ -41,14 +41,13 @@ from torch.distributed._tools.mem_tracker import MemTracker
 from torch.utils.flop_counter import FlopCounterMode
 
 from lightning_tagging.bench.configs import (
-    PRECISIONS,
     ModelConfig,
+    add_config_arguments,
     build_backbone,
     build_frontend,
-    parse_backbone_args,
-    plain_configs,
+    configs_from,
 )
-from lightning_tagging.models import BACKBONES, fused_branch
+from lightning_tagging.models import fused_branch
 from lightning_tagging.module import TaggingModule
 
 GIB = 2**30
@@ -143,18 +142,12 @@ def format_row(result: TrainingEstimate) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--backbone", nargs="+", default=list(BACKBONES), choices=list(BACKBONES))
-    parser.add_argument("--batch", nargs="+", type=int, default=[16, 256])
-    parser.add_argument("--precision", nargs="+", default=["fp32"], choices=PRECISIONS)
-    parser.add_argument("--compression", default="log_eps")
-    parser.add_argument("--backbone-args", nargs="+", default=["{}"],
-                        help='JSON kwargs, one variant per argument, e.g. \'{"conv_impl": "fused"}\'')
+    add_config_arguments(parser, batches=[16, 256])
     parser.add_argument("--json", action="store_true", help="print one JSON list at the end")
 
 
 def main(args: argparse.Namespace) -> int:
-    variants = [parse_backbone_args(text) for text in args.backbone_args]
-    configs = plain_configs(args.backbone, args.batch, args.precision, variants, args.compression)
+    configs = configs_from(args)
     print(f"lt bench estimate: fake tensors, nothing runs; torch {torch.__version__}", flush=True)
     results = []
     for config in configs:

@@ -27,17 +27,15 @@ import torch.nn.functional as F
 
 from lightning_tagging.bench.configs import (
     COMPILE_MODES,
-    PRECISIONS,
     ModelConfig,
+    add_config_arguments,
     build_module,
-    parse_backbone_args,
-    plain_configs,
+    configs_from,
     with_baselines,
 )
 from lightning_tagging.bench.estimate import model_gflop_per_clip
 from lightning_tagging.bench.memory import saved_activation_bytes
 from lightning_tagging.bench.timing import peak_memory_gib, reset_peak_memory, resolve_device, time_per_call
-from lightning_tagging.models import BACKBONES
 
 
 @dataclass
@@ -171,9 +169,7 @@ def format_row(result: ModelResult) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--backbone", nargs="+", default=list(BACKBONES), choices=list(BACKBONES))
-    parser.add_argument("--batch", nargs="+", type=int, default=[16])
-    parser.add_argument("--precision", nargs="+", default=["fp32"], choices=PRECISIONS)
+    add_config_arguments(parser, batches=[16])
     parser.add_argument("--compile", action="store_true", help="torch.compile the module")
     parser.add_argument("--compile-mode", default="default", choices=COMPILE_MODES,
                         help="with --compile: torch.compile mode (reduce-overhead: CUDA graphs)")
@@ -182,9 +178,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--cudnn-benchmark", action="store_true",
                         help="let cuDNN time its conv algorithms per shape (Trainer(benchmark=True)); CUDA only")
-    parser.add_argument("--compression", default="log_eps")
-    parser.add_argument("--backbone-args", nargs="+", default=["{}"],
-                        help='JSON kwargs, one variant per argument, e.g. \'{"width": 0.5}\' \'{"width": 1.0}\'')
     parser.add_argument("--steps", type=int, default=10, help="timed steps (median reported)")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--device", default="auto")
@@ -192,11 +185,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def configs_of(args: argparse.Namespace) -> list[ModelConfig]:
-    """Every (backbone, batch, backbone-args variant, precision) the arguments ask for."""
-    variants = [parse_backbone_args(text) for text in args.backbone_args]
-    return plain_configs(
-        args.backbone, args.batch, args.precision, variants, args.compression,
-        compile=args.compile, channels_last=args.channels_last, compile_mode=args.compile_mode,
+    """Every (backbone, batch, backbone-args variant, precision) the arguments ask for, with its settings."""
+    return configs_from(
+        args, compile=args.compile, channels_last=args.channels_last, compile_mode=args.compile_mode,
         compile_backend=args.compile_backend, cudnn_benchmark=args.cudnn_benchmark,
     )
 
