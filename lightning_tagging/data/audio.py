@@ -90,10 +90,7 @@ def decode_audio(data: bytes | str | Path, sample_rate: int = SAMPLE_RATE) -> np
         AudioDecodeError: unreadable or unsupported data, a missing file, no samples, or
             samples that are not finite.
     """
-    mono, rate = read_mono(data)
-    if mono.size == 0:
-        raise AudioDecodeError(f"{describe_input(data)} holds no audio samples")
-    return resample(mono, rate, sample_rate)
+    return _decode(data, sample_rate, keep_pcm16=False)
 
 
 def decode_audio_keeping_pcm16(data: bytes | str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -109,10 +106,14 @@ def decode_audio_keeping_pcm16(data: bytes | str | Path, sample_rate: int = SAMP
     Raises:
         AudioDecodeError: as :func:`decode_audio`.
     """
-    mono, rate = _read(data, keep_pcm16_at=sample_rate)
+    return _decode(data, sample_rate, keep_pcm16=True)
+
+
+def _decode(data: bytes | str | Path, sample_rate: int, keep_pcm16: bool) -> np.ndarray:
+    mono, rate = _read(data, keep_pcm16_at=sample_rate if keep_pcm16 else None)
     if mono.size == 0:
         raise AudioDecodeError(f"{describe_input(data)} holds no audio samples")
-    if mono.dtype == np.int16:
+    if mono.dtype == np.int16:  # kept: already mono at sample_rate
         return np.ascontiguousarray(mono)
     return resample(mono, rate, sample_rate)
 
