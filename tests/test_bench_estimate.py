@@ -80,7 +80,9 @@ def test_lt_bench_estimate_prints_a_row_and_json_per_config(capsys: pytest.Captu
     assert [(r["config"]["backbone"], r["config"]["batch"]) for r in records] == [("musicnn", 4), ("musicnn", 8)]
     for record in records:
         assert record["train_gflop_per_clip"] > 0 and record["peak_gib"] > 0
-        assert f"{record['train_gflop_per_clip']:7.2f} GFLOP/clip  peak {record['peak_gib']:7.2f} GiB" in out
+        row = next(line for line in out.splitlines() if line.startswith(record["label"] + " "))
+        assert f"{record['train_gflop_per_clip']:7.2f} GFLOP/clip" in row
+        assert f"peak {record['peak_gib']:7.2f} GiB" in row
     assert records[1]["peak_gib"] > records[0]["peak_gib"]
 
 
