@@ -18,6 +18,7 @@ given, exactly, before the front-end sees it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytorch_lightning as pl
@@ -27,6 +28,7 @@ from pytorch_lightning.cli import OptimizerCallable
 from pytorch_lightning.core.mixins.hparams_mixin import _given_hyperparameters
 from pytorch_lightning.utilities import rank_zero_warn
 
+from lightning_tagging.compiling import COMPILE_MODES, compile_callable
 from lightning_tagging.data.audio import SAMPLE_RATE, pcm16_to_float
 from lightning_tagging.errors import UserError
 from lightning_tagging.frontends import Frontend
@@ -49,6 +51,14 @@ class TaggingModule(pl.LightningModule):
         init_from: a checkpoint whose weights start this model (fine-tuning, e.g. from
             `lt weights import musicnn`); loaded strictly, its tags must equal ``tags``.
             Unlike ``--ckpt_path`` it restores weights only, not optimizer or step.
+        compile: run the training forward (front-end + backbone; its backward follows)
+            through ``torch.compile``, which compiles on the first training step. Weights,
+            checkpoints and the function computed are unchanged; evaluation stays eager (whole
+            clips vary in length, and would each compile anew).
+        compile_mode: torch.compile's mode (``compiling.COMPILE_MODES``): ``default``, or
+            ``reduce-overhead`` (CUDA graphs), or ``max-autotune`` (minutes of tuning).
+        compile_backend: torch.compile's backend: ``inductor`` (generates kernels), or
+            ``aot_eager`` / ``eager`` to check that a model traces, without code generation.
     """
 
     def __init__(
@@ -59,9 +69,14 @@ class TaggingModule(pl.LightningModule):
         optimizer: OptimizerCallable = torch.optim.Adam,
         eval_patches_per_forward: int = 64,
         init_from: str | None = None,
+        compile: bool = False,  # the config key users write (model.compile), though it shadows a builtin
+        compile_mode: str = "default",
+        compile_backend: str = "inductor",
     ) -> None:
         super().__init__()
         check_compatible(frontend, backbone)
+        if compile_mode not in COMPILE_MODES:
+            raise UserError(f"model.compile_mode: unknown mode {compile_mode!r}; choose one of {COMPILE_MODES}")
         if tags is not None and len(tags) != backbone.n_tags:
             raise UserError(
                 f"the backbone has {backbone.n_tags} outputs but the vocabulary has {len(tags)} tags; "
@@ -78,6 +93,9 @@ class TaggingModule(pl.LightningModule):
         self.tags = list(tags) if tags is not None else [f"tag_{i}" for i in range(backbone.n_tags)]
         self.optimizer_factory = optimizer
         self.eval_patches_per_forward = eval_patches_per_forward
+        self.compile_mode = compile_mode if compile else None  # None: eager
+        self.compile_backend = compile_backend
+        self._compiled_forward: Callable[[torch.Tensor], torch.Tensor] | None = None  # built on first use
         self._eval_probs: list[torch.Tensor] = []
         self._eval_targets: list[torch.Tensor] = []
         self._eval_keys: list[str | None] = []
@@ -119,6 +137,22 @@ class TaggingModule(pl.LightningModule):
         """Logits ``[B, n_tags]`` of a batch of patch-sized clips ``[B, train_crop_samples]`` (float, or int16 PCM)."""
         return self.backbone(self.frontend(pcm16_to_float(audio)))
 
+    def training_forward(self, audio: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward`, compiled on the first call when the module was built with ``compile``."""
+        if self.compile_mode is None:
+            return self(audio)
+        if self._compiled_forward is None:
+            self._compiled_forward = compile_callable(self.forward, self.device.type, self.compile_mode,
+                                                      self.compile_backend)
+        # CUDA graphs (reduce-overhead) reuse their output buffers: a new step may overwrite the last one's.
+        torch.compiler.cudagraph_mark_step_begin()
+        return self._compiled_forward(audio)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state["_compiled_forward"] = None  # compiled code is per process: a copy compiles its own
+        return state
+
     @torch.no_grad()
     def clip_probabilities(self, audio: torch.Tensor) -> torch.Tensor:
         """Song-level tag probabilities ``[n_tags]`` of one whole clip ``[samples]`` (float, or int16 PCM).
@@ -136,7 +170,7 @@ class TaggingModule(pl.LightningModule):
     # --- training -------------------------------------------------------------------------
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        logits = self(batch["audio"])
+        logits = self.training_forward(batch["audio"])
         loss = F.binary_cross_entropy_with_logits(logits.float(), batch["tags"])
         if "skipped" in batch:  # summed as a tensor: no device sync per step
             self._train_skipped = self._train_skipped.to(batch["skipped"].device) + batch["skipped"].sum()

@@ -45,7 +45,10 @@ VARIANT_ROWS = [
 COMPILED = ModelConfig("musicnn", 2, "fp32", compile=True, backbone_args=musicnn("conv2d"), compile_backend="eager")
 # musicnn's fit row runs the conv implementation that was fastest in its model rows (fp32, batch 2).
 # With --ddp-devices 2, musicnn's fit row runs again on two DDP processes (gloo on a CPU).
+# Then both again with model.compile (the quick plan: the compiler's eager backend), in their own processes.
 EXPECTED_FIT_ROWS = ["musicnn b=2 32-true, 1 workers, conv_impl {fastest}", "samplecnn b=2 32-true, 1 workers",
+                     "musicnn b=2 32-true, 1 workers, model.compile (eager)",
+                     "samplecnn b=2 32-true, 1 workers, model.compile (eager)",
                      "musicnn b=2 per device 32-true, 1 workers each, × 2 devices"]
 
 
@@ -95,6 +98,8 @@ def test_quick_suite_measures_every_row_and_records_failures(tmp_path: Path) -> 
         row = rows[label]
         assert row["status"] == "ok", row["error"]
         assert row["result"]["train_clips_per_s"] > 0 and 0.0 <= row["result"]["data_wait_fraction"] < 1.0
+        assert row["result"]["weights_finite"] is True
+        assert row["result"]["compile"] == ("model.compile" in label)
         assert row["details"]["command"][:3] == ["lt", "bench", "fit"]  # how to reproduce the row
     ddp = rows[fit_labels[-1]]["result"]
     assert ddp["devices"] == 2 and ddp["rank"] == 0
@@ -125,6 +130,12 @@ def test_the_full_plan_runs_the_rows_the_targets_need_first(tmp_path: Path) -> N
     after = [ModelConfig(**row.details["config"]) for row in rows[first_fit:] if row.kind == "model"]
     assert {c.batch for c in after if not is_variant(c)} == {16}
     assert [c.compile for c in after] == sorted(c.compile for c in after)  # compiled ones last
+    # The fits: bf16 (what the targets need), then bf16 with model.compile, then fp32.
+    fits = [(row.details["backbone"], row.details["precision"], row.details.get("compile", False))
+            for row in rows if row.kind == "fit"]
+    assert fits == [("musicnn", "bf16-mixed", False), ("samplecnn", "bf16-mixed", False),
+                    ("musicnn", "bf16-mixed", True), ("samplecnn", "bf16-mixed", True),
+                    ("musicnn", "32-true", False), ("samplecnn", "32-true", False)]
 
 
 def test_a_command_past_its_time_is_killed_with_its_children(tmp_path: Path) -> None:

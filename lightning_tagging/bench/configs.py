@@ -18,7 +18,6 @@ from lightning_tagging.models import BACKBONES, Backbone
 from lightning_tagging.module import TaggingModule
 
 PRECISIONS = ("fp32", "bf16-mixed")
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")  # reduce-overhead: CUDA graphs (max-autotune too)
 
 
 @dataclass(frozen=True)
@@ -32,7 +31,7 @@ class ModelConfig:
     channels_last: bool = False
     compression: str = "log_eps"
     backbone_args: str = "{}"  # JSON, e.g. '{"width": 0.5}' (normalised by parse_backbone_args)
-    compile_mode: str = "default"  # torch.compile's mode, one of COMPILE_MODES
+    compile_mode: str = "default"  # torch.compile's mode, one of compiling.COMPILE_MODES
     compile_backend: str = "inductor"  # "eager" / "aot_eager": debugging backends without code generation
     # cuDNN times its algorithms for each new shape and keeps the fastest (Trainer(benchmark=True));
     # off, it picks by heuristics. Only CUDA convolutions are affected: on a CPU this changes nothing.

@@ -2,6 +2,7 @@
 
     lt bench fit --config experiments/demo.yaml --steps 20 [any lt fit override ...]
     lt bench fit --devices 4 --config experiments/mtt.yaml     # DDP on 4 GPUs of this node
+    lt bench fit --config experiments/mtt.yaml --model.compile true --precision bf16-mixed
 
 Builds the model and data exactly as `lt fit --config ...` would and trains ``warmup + steps + 1``
 optimizer steps with Lightning (no logger, checkpoints or validation). The ``steps`` timed ones
@@ -13,6 +14,7 @@ the device is the bottleneck, growing when data loading is.
 With ``--devices N`` (N > 1) Lightning starts N DDP processes (it reruns this command in
 each); ``data.batch_size`` is per process, clips/s counts all of them, and the window, the waiting
 share and peak memory are rank zero's. Comparing N = 1 with N = k in one session gives the scaling.
+With ``--model.compile true`` the first warm-up step compiles, outside the timed window.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import json
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 
 from lightning_tagging.bench.fit_timer import FitTimer
 from lightning_tagging.bench.timing import peak_memory_gib, reset_peak_memory, resolve_device
@@ -56,9 +59,10 @@ def run(cli_args: list[str], steps: int = 20, warmup: int = 3, precision: str = 
     Returns, over their window: clips/s (all ``devices`` together), ms/step (window / steps),
     ``timed_s`` (the window, seconds), ``data_wait_s`` (seconds of it blocked fetching batches from
     the DataLoader) and ``data_wait_fraction`` (their ratio, 0..1); peak allocated GiB (CUDA only,
-    else None) and what was run (device, batch size per device, workers, precision, devices,
-    this process's rank). ``devices`` > 1 runs DDP: Lightning reruns the command line in each
-    extra process, so call this from a command (``lt bench fit``), never from a long-lived process.
+    else None), whether every weight is still finite after training, and what was run (device,
+    batch size per device, workers, precision, compiled or not, devices, this process's rank).
+    ``devices`` > 1 runs DDP: Lightning reruns the command line in each extra process, so call
+    this from a command (``lt bench fit``), never from a long-lived process.
     """
     from lightning_tagging.training_cli import TaggingCLI
 
@@ -77,6 +81,8 @@ def run(cli_args: list[str], steps: int = 20, warmup: int = 3, precision: str = 
     reset_peak_memory(device)
     trainer.fit(model, datamodule=datamodule)
     timing = timer.timing()
+    # A speed figure of a model that trained into NaN would be worthless (one host sync, after the window).
+    weights_finite = all(bool(torch.isfinite(p).all()) for p in model.parameters())
     batch = datamodule.batch_size
     return {
         "device": str(model.device),
@@ -92,12 +98,16 @@ def run(cli_args: list[str], steps: int = 20, warmup: int = 3, precision: str = 
         "data_wait_s": timing.data_wait_s,
         "data_wait_fraction": timing.data_wait_fraction,
         "peak_memory_gib": peak_memory_gib(device),
+        "weights_finite": weights_finite,
+        "compile": model.compile_mode is not None,
     }
 
 
 def format_result(result: dict[str, Any]) -> str:
     """One line for a :func:`run` result."""
+    warning = "" if result.get("weights_finite", True) else "; WEIGHTS NOT FINITE: training diverged"
+    compiled = ", compiled" if result.get("compile") else ""
     return (f"lt bench fit: {result['train_clips_per_s']:.1f} clips/s, {result['ms_per_step']:.0f} ms/step, "
             f"waiting for data {100 * result['data_wait_fraction']:.1f} % of the time "
-            f"(batch {result['batch_size']}, {result['num_workers']} workers, {result['precision']}, "
-            f"{result['device']}{'' if result['devices'] == 1 else ' × ' + str(result['devices'])})")
+            f"(batch {result['batch_size']}, {result['num_workers']} workers, {result['precision']}{compiled}, "
+            f"{result['device']}{'' if result['devices'] == 1 else ' × ' + str(result['devices'])}){warning}")

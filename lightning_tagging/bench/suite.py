@@ -10,11 +10,12 @@ Runs, in this order (the lists are the constants below), the rows that decide th
 
 1. `lt bench model` rows at batch 256: musicnn and samplecnn, fp32 and bf16-mixed, musicnn with
    each conv implementation; each next to its plain eager fp32 baseline (added automatically);
-2. `lt bench fit` rows: both backbones × 32-true / bf16-mixed at batch 256, from synthetic
-   PCM16 shards built in ``SCRATCH/corpus`` (reused by a rerun), with as many DataLoader workers
-   as the CPUs allow; musicnn with the conv implementation that was fastest in the model rows
-   at that batch and precision;
-   and, where there are several GPUs (or ``--ddp-devices N``), one fit row again on N DDP
+2. `lt bench fit` rows at batch 256, from synthetic PCM16 shards built in ``SCRATCH/corpus``
+   (reused by a rerun), with as many DataLoader workers as the CPUs allow: both backbones in
+   bf16-mixed, musicnn with the conv implementation that was fastest in the model rows at that
+   batch and precision; then both again with ``model.compile`` (library convs; each in its own
+   process, as a compiler crash or hang must cost that row only); then both in 32-true;
+   and, where there are several GPUs (or ``--ddp-devices N``), one bf16 fit row again on N DDP
    processes: the multi-GPU scaling, measured beside its one-GPU row;
 3. the same model rows at batch 16 (the batch the reference implementations are quoted at),
    then musicnn with channels_last once, and each backbone with library convs and cuDNN's
@@ -72,7 +73,8 @@ COMPILE_MODE = "default"  # "reduce-overhead" adds CUDA graphs; "max-autotune" t
 CHANNELS_LAST_BACKBONES = ("musicnn",)  # with library convs
 CUDNN_BENCHMARK_BACKBONES = ("musicnn", "samplecnn")  # with library convs: does cuDNN's search fix them?
 FIT_BACKBONES = ("musicnn", "samplecnn")
-FIT_PRECISIONS = ("32-true", "bf16-mixed")
+FIT_PRECISIONS = ("bf16-mixed", "32-true")  # in this order: bf16 is what the targets need
+FIT_COMPILE_PRECISIONS = ("bf16-mixed",)  # fit rows again with model.compile, after the eager ones
 # The front-end and backbone classes `lt fit` gets for each backbone (as experiments/matrices/ switch them).
 FIT_MODELS = {
     "musicnn": ("lightning_tagging.frontends.LogMel", "lightning_tagging.models.Musicnn"),
@@ -98,6 +100,7 @@ class Plan:
     cudnn_benchmark_backbones: tuple[str, ...] = CUDNN_BENCHMARK_BACKBONES
     fit_backbones: tuple[str, ...] = FIT_BACKBONES
     fit_precisions: tuple[str, ...] = FIT_PRECISIONS
+    fit_compile_precisions: tuple[str, ...] = FIT_COMPILE_PRECISIONS
     musicnn_args: str = "{}"  # JSON kwargs every musicnn gets, e.g. a width
     steps: int = 10  # timed model steps (median)
     warmup: int = 3
@@ -113,9 +116,11 @@ class Plan:
 
 # Tiny models and data, one step each, and what a CPU does fast: the large-batch rows in fp32
 # (bf16 is emulated on most CPUs, several times slower), one compiled model with the compiler's
-# eager backend (no code generation), fit rows in fp32. About a minute on two CPU cores.
+# eager backend (no code generation), fit rows in fp32 (compiled ones with that backend too). About a
+# minute on two CPU cores.
 QUICK = Plan(batches=(2,), large_batch=2, large_precision="fp32", compile_backbones=("musicnn",),
-             compile_backend="eager", fit_precisions=("32-true",), musicnn_args='{"width": 0.1}', steps=1, warmup=0,
+             compile_backend="eager", fit_precisions=("32-true",), fit_compile_precisions=("32-true",),
+             musicnn_args='{"width": 0.1}', steps=1, warmup=0,
              fit_workers=1, fit_steps=1, fit_warmup=1, patches_per_clip=4, clips=8, clip_seconds=4.0, shard_size=2)
 
 
@@ -225,12 +230,15 @@ class Suite:
         first = [c for c in configs if c.batch == plan.large_batch and not is_variant(c)]
         for config in first:
             self._add_model(config)
-        for backbone in plan.fit_backbones:
-            for precision in plan.fit_precisions:
+        for precision in plan.fit_precisions:
+            for backbone in plan.fit_backbones:
                 self._add_fit(backbone, precision)
+            if precision in plan.fit_compile_precisions:
+                for backbone in plan.fit_backbones:
+                    self._add_command_fit(backbone, precision, devices=1, compiled=True)
         ddp_devices = plan.ddp_devices if plan.ddp_devices is not None else torch.cuda.device_count()
         if ddp_devices > 1 and plan.fit_backbones and plan.fit_precisions:
-            self._add_ddp_fit(plan.fit_backbones[0], plan.fit_precisions[-1], ddp_devices)
+            self._add_command_fit(plan.fit_backbones[0], plan.fit_precisions[0], ddp_devices, compiled=False)
         for config in (c for c in configs if not c.compile and c not in first):
             self._add_model(config)
         for config in (c for c in configs if c.compile):
@@ -278,29 +286,44 @@ class Suite:
         print(bench_fit.format_result(result), flush=True)
         return result
 
-    def _add_ddp_fit(self, backbone: str, precision: str, devices: int) -> None:
-        """The fit row of ``backbone`` again on ``devices`` DDP processes: multi-GPU scaling, in the same run."""
+    def _add_command_fit(self, backbone: str, precision: str, devices: int, compiled: bool) -> None:
+        """A fit row run as its own `lt bench fit` command: on ``devices`` DDP processes (the multi-GPU
+        scaling, beside the one-GPU row), or compiled (musicnn with library convs)."""
         workers = self.ddp_workers(devices)
-        label = (f"{backbone} b={self.plan.large_batch} per device {precision}, {workers} workers each, "
-                 f"× {devices} devices")
-        row = Row("fit", label, details={"backbone": backbone, "precision": precision, "devices": devices})
+        label = f"{backbone} b={self.plan.large_batch}"
+        if devices > 1:
+            label += f" per device {precision}, {workers} workers each, × {devices} devices"
+        else:
+            label += f" {precision}, {workers} workers"
+        if compiled:
+            label += ", model.compile" + ("" if self.plan.compile_backend == "inductor"
+                                          else f" ({self.plan.compile_backend})")
+        details = {"backbone": backbone, "precision": precision, "devices": devices, "compile": compiled}
+        row = Row("fit", label, details=details)
         self.rows.append(row)
-        self.runners.append(lambda row: self._run_ddp_fit(row, backbone, precision, devices))
+        self.runners.append(lambda row: self._run_command_fit(row, backbone, precision, devices, compiled))
 
-    def _run_ddp_fit(self, row: Row, backbone: str, precision: str, devices: int) -> dict[str, Any]:
-        # Lightning's DDP reruns the command line in every extra process, so the row runs as its own
-        # `lt bench fit` command rather than inside this long-lived suite process.
+    def _run_command_fit(self, row: Row, backbone: str, precision: str, devices: int, compiled: bool) -> dict[str, Any]:
+        # Lightning's DDP reruns the command line in every extra process, and a compiler may crash or
+        # hang: such rows run as their own `lt bench fit` command, not inside this long-lived process.
         corpus = self.corpus()
         workers = self.ddp_workers(devices)
-        args = fit_arguments(backbone, f"{precision}-ddp{devices}", corpus, self.scratch, self.plan, workers)
-        conv_impl = self.fastest_conv_impl(backbone, precision)
+        run_name = f"{precision}-ddp{devices}" if devices > 1 else precision
+        args = fit_arguments(backbone, run_name + "-compiled" * compiled, corpus, self.scratch, self.plan, workers)
+        library_convs = "conv2d" if backbone == "musicnn" else None
+        conv_impl = library_convs if compiled else self.fastest_conv_impl(backbone, precision)
         if conv_impl is not None:
             args += ["--model.backbone.init_args.conv_impl", conv_impl]
+        if compiled:
+            args += ["--model.compile", "true", "--model.compile_mode", self.plan.compile_mode,
+                     "--model.compile_backend", self.plan.compile_backend]
         row.details["conv_impl"] = conv_impl
         warmup = max(self.plan.fit_warmup, workers)
         command = ["bench", "fit", "--devices", str(devices), "--precision", precision, "--steps",
                    str(self.plan.fit_steps), "--warmup", str(warmup), "--json", *args]
         row.details["command"] = ["lt", *command]
+        if compiled:
+            torch.cuda.empty_cache()  # the child needs the memory this process's allocator keeps
         stdout = run_command([sys.executable, "-m", "lightning_tagging.cli", *command], self.remaining_s())
         result = json.loads(stdout[stdout.index("\n{") + 1:])  # the JSON after the report line
         print(bench_fit.format_result(result), flush=True)

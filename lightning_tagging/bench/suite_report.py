@@ -61,19 +61,20 @@ def markdown(header: dict[str, Any], rows: list[Row]) -> str:
             "",
             "End to end (`lt bench fit`): synthetic PCM16 shards → TaggingDataModule → Lightning; "
             "no host sync per step; data wait: share of the timed window spent blocked fetching the next batch "
-            "from the DataLoader.",
+            "from the DataLoader; weights finite: no weight became NaN or infinite in training.",
             "",
-            "| config | clips/s | ms/step | data wait % | peak GiB |",
-            "| --- | ---: | ---: | ---: | ---: |",
+            "| config | clips/s | ms/step | data wait % | peak GiB | weights finite |",
+            "| --- | ---: | ---: | ---: | ---: | --- |",
         ]
         for row in fit:
             if row.status != "ok" or row.result is None:
-                lines.append(f"| {_cell(row.label)} | {_status(row)} | | | |")
+                lines.append(f"| {_cell(row.label)} | {_status(row)} | | | | |")
                 continue
             r = row.result
+            finite = {True: "yes", False: "**no**"}.get(r.get("weights_finite"), "–")
             lines.append(
                 f"| {_cell(row.label)} | {r['train_clips_per_s']:.1f} | {r['ms_per_step']:.0f} | "
-                f"{100 * r['data_wait_fraction']:.1f} | {_gib(r['peak_memory_gib'])} |"
+                f"{100 * r['data_wait_fraction']:.1f} | {_gib(r['peak_memory_gib'])} | {finite} |"
             )
     return "\n".join(lines) + "\n"
 

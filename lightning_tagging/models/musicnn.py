@@ -65,6 +65,22 @@ def _scaled(n: float, width: float) -> int:
     return max(1, round(n * width))
 
 
+def max_over(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """``x.amax(dim)``, with a backward that stays finite under torch.compile in bf16.
+
+    Eager, this is ``amax``: where several positions share the max, they share its gradient
+    (what ``fused_branch`` reproduces). Under torch.compile it is ``max(dim).values``, whose
+    backward sends the gradient to one arg-max index: the same values, and the same gradient
+    wherever the max is unique. torch 2.11's inductor turns BatchNorm → ``amax`` in bf16 into a
+    backward that compares a recomputed float32 input with the bf16-rounded max, finds no equal
+    element and divides by that count of zero: NaN gradients (seen on CPU;
+    ``tests/test_compiling.py`` trains compiled bf16 musicnn and checks its gradients).
+    """
+    if torch.compiler.is_compiling():
+        return x.max(dim=dim).values
+    return x.amax(dim=dim)
+
+
 def tf_same_padding(kernel: int) -> tuple[int, int]:
     """Zero padding (before, after) of TF's "same" for a stride-1 kernel: the odd one goes after."""
     total = kernel - 1
@@ -93,7 +109,7 @@ class _FrontendBranch(nn.Module):
             compiled = self.conv_impl == "fused_compiled"
             return conv_relu_bn_max_over_mel(x, self.conv, self.bn, compile_epilogues=compiled)
         conv = single_channel_conv2d(x, self.conv.weight, self.conv.bias, self.conv_impl)
-        return self.bn(F.relu(conv)).amax(dim=2)
+        return max_over(self.bn(F.relu(conv)), dim=2)
 
 
 class _MidendLayer(nn.Module):
@@ -223,7 +239,7 @@ class Musicnn(Backbone):
         r3 = self.midend_conv3(r2) + r2
         dense_concat = torch.cat([frontend, c1, r2, r3], dim=1)  # [B, 753, T]
 
-        max_pool = dense_concat.amax(dim=2)
+        max_pool = max_over(dense_concat, dim=2)
         mean_pool = dense_concat.mean(dim=2)
         pooled = torch.stack([max_pool, mean_pool], dim=2).flatten(1)  # interleaved, as TF flattens
         hidden = self.dense(self.pool_dropout(self.pool_bn(pooled)))
