@@ -11,7 +11,8 @@ What this adds to a plain LightningCLI:
 - ``lt run`` = fit, then test the best checkpoint, in one process; it resumes from the newest
   of ``<run dir>/checkpoints/last.ckpt`` and ``preempted.ckpt`` when an earlier attempt was
   interrupted, taking the same steps an uninterrupted run would (`resume.py`);
-- SIGUSR1 checkpoints at the next step and, under Slurm, requeues the job (`preemption.py`).
+- SIGUSR1 checkpoints at the next step and, under Slurm, requeues the job (`preemption.py`);
+- a loss that becomes NaN or infinite stops the run with a clear error (`divergence.py`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pytorch_lightning.loggers import WandbLogger
 
 from lightning_tagging.callbacks import FrontendTrajectory, ResultsWriter, RunCheckpoint, StepSeed
 from lightning_tagging.data.datamodule import TaggingDataModule
+from lightning_tagging.divergence import DivergenceCheck
 from lightning_tagging.module import TaggingModule
 from lightning_tagging.preemption import PREEMPTED_CHECKPOINT, Preempted, RequeueOnSignal
 from lightning_tagging.progress import ThrottledProgressBar
@@ -60,7 +62,8 @@ class TaggingCLI(LightningCLI):
     @staticmethod
     def run_callbacks() -> list[Callback]:
         """The callbacks every run gets (see `callbacks.py`, `preemption.py`, `wandb_media.py`)."""
-        return [RunCheckpoint(), FrontendTrajectory(), ResultsWriter(), StepSeed(), RequeueOnSignal(), WandbMedia()]
+        return [RunCheckpoint(), FrontendTrajectory(), ResultsWriter(), StepSeed(), DivergenceCheck(),
+                RequeueOnSignal(), WandbMedia()]
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         trainer_config = self._get(self.config_init, "trainer", default={})

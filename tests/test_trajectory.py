@@ -24,6 +24,7 @@ import torch
 
 from lightning_tagging.callbacks import FrontendTrajectory, StepSeed
 from lightning_tagging.data.datamodule import TaggingDataModule
+from lightning_tagging.divergence import DivergenceCheck
 from lightning_tagging.frontends import LogMel
 from lightning_tagging.models import VGG
 from lightning_tagging.module import TaggingModule
@@ -197,10 +198,10 @@ def host_reads(monkeypatch: pytest.MonkeyPatch) -> HostReads:
 def test_a_training_step_reads_nothing_back_from_the_device(
     host_reads: HostReads, tiny_corpus: Path, tmp_path: Path
 ) -> None:
-    # lt's per-step callbacks and bar, with writes and bar reads spaced beyond this fit's length; SGD,
+    # lt's per-step callbacks and bar, with writes, checks and bar reads spaced beyond this fit's length; SGD,
     # because Adam reads its step counters with .item() (CPU tensors by design, also on a GPU: no sync).
     callbacks = [host_reads, StepSeed(), FrontendTrajectory(**NEVER), RequeueOnSignal(),
-                 ThrottledProgressBar(metrics_interval_s=3600.0)]
+                 DivergenceCheck(every_n_steps=100), ThrottledProgressBar(metrics_interval_s=3600.0)]
     tiny_fit(tiny_corpus, tmp_path, callbacks, epochs=1, batches=30,
              optimizer=functools.partial(torch.optim.SGD, lr=0.01), enable_progress_bar=True)
     # Only the bar's first read (train/loss_step, frontend/alpha, frontend/beta); one per step would be 30.
