@@ -28,8 +28,8 @@ def compile_callable(
 
     On a CPU, inductor's layout optimisation (convolutions switched to channels_last) is turned
     off. With it, torch 2.11's CPU inductor writes out of bounds in the backward of conv → ReLU →
-    BatchNorm → amax whenever the conv has a filter count such as 5, 17 or 20 (8 and 16 run): the
-    process aborts with glibc heap corruption, for musicnn at any width. This is PyTorch's issue
+    BatchNorm → amax when the conv has a filter count such as 5, 17 or 20 (8 and 16 ran), as
+    musicnn ×0.1 has: the process aborts with glibc heap corruption. This is PyTorch's issue
     #181618 (and #181689, #181688), found in its MKLDNN-aware C++ code generation. GPUs keep the
     optimisation. ``tests/test_compiling.py`` trains such a model compiled on a CPU.
     """

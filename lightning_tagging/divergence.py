@@ -54,7 +54,8 @@ class DivergenceCheck(Callback):
         self._check(trainer)
 
     def _check(self, trainer: pl.Trainer) -> None:
-        total = int(trainer.strategy.reduce(self._bad_steps.float(), reduce_op="sum").item())
+        local = self._bad_steps.to(trainer.strategy.root_device).float()  # NCCL reduces device tensors only
+        total = int(trainer.strategy.reduce(local, reduce_op="sum").item())
         if total == 0:
             return
         first = int(self._first_bad)

@@ -8,13 +8,10 @@ from typing import Any
 import pytest
 import pytorch_lightning as pl
 import torch
+from test_trajectory import tiny_fit
 
 from lightning_tagging.cli import main
-from lightning_tagging.data.datamodule import TaggingDataModule
 from lightning_tagging.divergence import DivergenceCheck, TrainingDiverged
-from lightning_tagging.frontends import LogMel
-from lightning_tagging.models import VGG
-from lightning_tagging.module import TaggingModule
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = str(REPO / "experiments" / "demo.yaml")
@@ -32,15 +29,9 @@ class PoisonWeightsAt(pl.Callback):
                 next(pl_module.backbone.parameters()).view(-1)[0] = float("nan")
 
 
-def fit(corpus: Path, root: Path, callbacks: list[pl.Callback], batches: int = 6) -> pl.Trainer:
-    pl.seed_everything(0)
-    data = TaggingDataModule(str(corpus), batch_size=2, num_workers=0, shuffle_buffer=8)
-    model = TaggingModule(LogMel(), VGG(n_tags=data.n_tags, filters=8), tags=data.vocab)
-    trainer = pl.Trainer(max_epochs=1, limit_train_batches=batches, limit_val_batches=0, logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                         default_root_dir=root, callbacks=callbacks)
-    trainer.fit(model, datamodule=data)
-    return trainer
+def fit(corpus: Path, root: Path, callbacks: list[pl.Callback]) -> pl.Trainer:
+    """One epoch of 6 steps of a tiny VGG (`tiny_fit`), no validation."""
+    return tiny_fit(corpus, root, callbacks, epochs=1, batches=6)
 
 
 def test_a_nan_loss_stops_training_at_the_next_check_naming_its_first_step(tiny_corpus: Path, tmp_path: Path) -> None:
