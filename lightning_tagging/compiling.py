@@ -21,6 +21,12 @@ from lightning_tagging.errors import UserError
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 
 
+def check_compile_mode(mode: str) -> None:
+    """Raise a :class:`UserError` naming the choices unless ``mode`` is one of :data:`COMPILE_MODES`."""
+    if mode not in COMPILE_MODES:
+        raise UserError(f"unknown compile mode {mode!r}; choose one of {COMPILE_MODES}")
+
+
 def compile_callable(
     fn: Callable[..., Any], device_type: str, mode: str = "default", backend: str = "inductor"
 ) -> Callable[..., Any]:
@@ -33,8 +39,7 @@ def compile_callable(
     #181618 (and #181689, #181688), found in its MKLDNN-aware C++ code generation. GPUs keep the
     optimisation. ``tests/test_compiling.py`` trains such a model compiled on a CPU.
     """
-    if mode not in COMPILE_MODES:
-        raise UserError(f"unknown compile mode {mode!r}; choose one of {COMPILE_MODES}")
+    check_compile_mode(mode)
     if backend == "inductor" and device_type == "cpu":
         options = {**torch._inductor.list_mode_options(mode), "layout_optimization": False}
         return torch.compile(fn, backend=backend, options=options)

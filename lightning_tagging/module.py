@@ -28,7 +28,7 @@ from pytorch_lightning.cli import OptimizerCallable
 from pytorch_lightning.core.mixins.hparams_mixin import _given_hyperparameters
 from pytorch_lightning.utilities import rank_zero_warn
 
-from lightning_tagging.compiling import COMPILE_MODES, compile_callable
+from lightning_tagging.compiling import check_compile_mode, compile_callable
 from lightning_tagging.data.audio import SAMPLE_RATE, pcm16_to_float
 from lightning_tagging.errors import UserError
 from lightning_tagging.frontends import Frontend
@@ -75,8 +75,7 @@ class TaggingModule(pl.LightningModule):
     ) -> None:
         super().__init__()
         check_compatible(frontend, backbone)
-        if compile_mode not in COMPILE_MODES:
-            raise UserError(f"model.compile_mode: unknown mode {compile_mode!r}; choose one of {COMPILE_MODES}")
+        check_compile_mode(compile_mode)  # at construction: a config error, not one at the first step
         if tags is not None and len(tags) != backbone.n_tags:
             raise UserError(
                 f"the backbone has {backbone.n_tags} outputs but the vocabulary has {len(tags)} tags; "

@@ -10,10 +10,9 @@ removing round trips through memory; the eager sequence is what is recorded.
 
 Peaks are the vendors' datasheet figures, dense (without 2:4 sparsity): NVIDIA H100 Tensor
 Core GPU datasheet (SXM5 and PCIe 80 GB) and NVIDIA H200 datasheet (SXM, 141 GB; same chip,
-faster memory). Kernels reach less: on the H100 and H200 lent to this project's sessions a
-device-to-device copy moved about 3.0 and 4.3 TB/s and a large bf16 matrix product ran at
-about 800 TFLOP/s (90 and 80 % of peak), so a measured rate near 60-70 % of the ceiling is
-already good.
+faster memory). Kernels reach less: on the H100 and H200 machines this project may borrow, a
+device-to-device copy has been reported at about 3.0 and 4.3 TB/s (90 % of peak) and a large
+bf16 matrix product at about 800 TFLOP/s (81 %), so no implementation reaches the ceiling.
 """
 
 from __future__ import annotations
