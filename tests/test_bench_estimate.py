@@ -86,22 +86,43 @@ def test_lt_bench_estimate_prints_a_row_and_json_per_config(capsys: pytest.Captu
     assert records[1]["peak_gib"] > records[0]["peak_gib"]
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="compares with CUDA's peak allocation (device-bench.sh)")
-@pytest.mark.parametrize("backbone_args", ['{"conv_impl": "conv2d"}', FUSED])
-def test_the_estimate_is_close_to_cudas_peak_allocation(backbone_args: str) -> None:
-    """On a GPU: the fake-tensor peak against torch.cuda.max_memory_allocated for two Adam steps."""
-    config = ModelConfig("musicnn", 64, backbone_args=backbone_args)
+def cuda_peak_gib_of_two_adam_steps(config: ModelConfig) -> float:
+    """CUDA's peak allocated GiB over two Adam steps of ``config``, counted from what was allocated before."""
     module = build_module(config).cuda().train()
     optimizer = torch.optim.Adam(module.parameters(), lr=1e-4)
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated()
     for _ in range(2):
         audio = torch.randn(config.batch, module.train_crop_samples, device="cuda")
         loss = F.binary_cross_entropy_with_logits(module(audio), torch.zeros(config.batch, 50, device="cuda"))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-    measured = torch.cuda.max_memory_allocated() / 2**30
+    # The parameters were allocated before the reset: count them in, as the estimate does.
+    parameters = sum(p.numel() * p.element_size() for p in module.parameters())
+    return (torch.cuda.max_memory_allocated() - before + parameters) / 2**30
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="compares with CUDA's peak allocation (device-bench.sh)")
+@pytest.mark.parametrize(("backbone", "backbone_args", "tolerance"), [
+    # cuDNN's own workspace is not a tensor the estimate sees. For these models it is small: at batch
+    # 256 on an H100 (2026-11-26) the estimate was 3-4 % (fused musicnn) and under 1 % (sampleCNN) low.
+    ("musicnn", FUSED, 0.10),
+    ("samplecnn", "{}", 0.10),
+    # Library convs with musicnn's tall single-channel kernels: in fp32 cuDNN picks FFT algorithms whose
+    # workspace was 18 GiB at batch 256 (peak 31.3 GiB, estimate 13.2): the estimate is a lower bound.
+    ("musicnn", '{"conv_impl": "conv2d"}', None),
+])
+def test_the_estimate_matches_cudas_peak_allocation_less_convolution_workspaces(
+    backbone: str, backbone_args: str, tolerance: float | None
+) -> None:
+    """On a GPU: the fake-tensor peak against torch.cuda.max_memory_allocated for two Adam steps."""
+    config = ModelConfig(backbone, 64, backbone_args=backbone_args)
+    measured = cuda_peak_gib_of_two_adam_steps(config)
     estimated = estimate(config).peak_gib
     print(f"{config.label}: estimated {estimated:.3f} GiB, CUDA peak allocated {measured:.3f} GiB")
-    assert estimated == pytest.approx(measured, rel=0.25)
+    if tolerance is None:
+        assert estimated <= measured * 1.02
+    else:
+        assert estimated == pytest.approx(measured, rel=tolerance)

@@ -31,3 +31,21 @@ def test_nothing_is_saved_without_grad() -> None:
     x = torch.randn(4, 8, requires_grad=True)
     with torch.no_grad():
         assert saved_activation_bytes(lambda: x.sin()) == 0
+
+
+def test_the_counted_graph_is_freed_when_its_result_is_dropped() -> None:
+    """exp saves its own result: had the count kept that tensor as itself, node → saved result → grad_fn →
+    node would be a cycle inside autograd that Python's collector cannot see (one musicnn's graph per
+    `lt bench` row stayed on the GPU). No collector run here: reference counting alone must free it."""
+    import weakref
+
+    x = torch.randn(4, 8, requires_grad=True)
+    results: list[weakref.ref[torch.Tensor]] = []
+
+    def forward() -> torch.Tensor:
+        y = x.exp()
+        results.append(weakref.ref(y))
+        return y.sum()
+
+    assert saved_activation_bytes(forward) == 4 * 8 * FLOAT32
+    assert results[0]() is None

@@ -102,7 +102,9 @@ def test_float32_within_tolerance(compiled: bool, device: torch.device) -> None:
 @EPILOGUES
 def test_bf16_autocast_is_as_accurate_as_plain_bf16(compiled: bool, device: torch.device) -> None:
     """Under autocast both paths convolve in bf16 (relative step 2^-8): against the float32 result,
-    the fused path must be no further off than the plain bf16 path (observed: equal or closer)."""
+    the fused path must be about as close as the plain bf16 path: within 1.5× its error. Observed: equal or
+    closer on a CPU; on an H100 (2026-11-26) the conv bias's gradient was 1.29× further off (3.5e-3 against
+    2.8e-3, both under bf16's relative step 3.9e-3), as cuDNN's bf16 kernels sum in another order."""
     torch.manual_seed(3)
     conv, bn = make_branch((38, 7), filters=16, dtype=torch.float32)
     with torch.no_grad():
@@ -115,7 +117,7 @@ def test_bf16_autocast_is_as_accurate_as_plain_bf16(compiled: bool, device: torc
         return float((result[name].double() - truth[name].double()).norm() / truth[name].double().norm())
 
     for name in truth:
-        assert error(fused_bf16, name) <= 1.25 * error(plain_bf16, name) + 1e-4, (
+        assert error(fused_bf16, name) <= 1.5 * error(plain_bf16, name) + 1e-4, (
             f"{name}: fused bf16 {error(fused_bf16, name):.2e} vs plain bf16 {error(plain_bf16, name):.2e}")
 
 

@@ -25,8 +25,11 @@ def saved_activation_bytes(forward: Callable[[], object], exclude: Iterable[torc
     are left out: they live whether or not anything is saved. Copies made on the way, such as
     bf16 casts of weights under autocast, are new storages and count.
 
-    Returns bytes; keep the graph that ``forward`` returns alive only as long as needed, since
-    nothing here frees it.
+    Returns bytes. The graph that ``forward`` builds is for counting only, not for a backward:
+    each saved tensor is kept as a detached alias. Kept as itself, an output that its own node
+    saves (ReLU saves its result) would hold that node through its ``grad_fn``: a reference
+    cycle inside autograd that Python's collector cannot see, so every counted graph would stay
+    alive (on a GPU, one musicnn at batch 256 leaked 12 GiB per call).
     """
     excluded = {t.untyped_storage().data_ptr() for t in exclude}
     storages: dict[int, int] = {}  # data pointer → storage bytes
@@ -36,7 +39,7 @@ def saved_activation_bytes(forward: Callable[[], object], exclude: Iterable[torc
         pointer = storage.data_ptr()
         if pointer not in excluded:
             storages[pointer] = storage.nbytes()
-        return tensor  # saved as usual: the hook only looks
+        return tensor.detach()  # the same storage, without the grad_fn that would close a cycle
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         forward()

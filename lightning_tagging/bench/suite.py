@@ -383,6 +383,11 @@ class Suite:
                 print(f"FAILED {row.label}: {row.error}", flush=True)
             row.seconds = time.monotonic() - started
             release_memory(self.device)
+            if self.device.type == "cuda":  # what a row left behind would inflate every later row's peak
+                row.details["allocated_after_gib"] = torch.cuda.memory_allocated(self.device) / 2**30
+                if row.details["allocated_after_gib"] > 0.5:
+                    print(f"WARNING: {row.details['allocated_after_gib']:.2f} GiB still allocated after this row",
+                          flush=True)
             self.write()
         self.header["finished"] = True
         self.write()
