@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from lightning_tagging.models import Musicnn
-from lightning_tagging.models.single_channel_conv import single_channel_conv2d
+from lightning_tagging.models.single_channel_conv import auto_impl, single_channel_conv2d
 
 
 @pytest.mark.parametrize("kernel", [(38, 7), (67, 7), (1, 128), (1, 32)])
@@ -63,3 +63,11 @@ def test_mel_windows_under_bf16_autocast_is_as_accurate_as_conv2d(kernel: tuple[
     for name, t, a, b in zip(("out", "x", "weight", "bias"), truth, library, windows, strict=True):
         error_library, error_windows = ((r - t).norm() / t.norm() for r in (a, b))
         assert error_windows <= 1.25 * error_library + 1e-4, f"{name}: {error_windows:.2e} vs {error_library:.2e}"
+
+
+def test_auto_picks_what_was_measured_faster_on_each_device() -> None:
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert auto_impl(cuda, tall=True, training=True) == auto_impl(cuda, tall=False, training=False) == "mel_windows"
+    assert auto_impl(cpu, tall=True, training=True) == "mel_windows"
+    assert auto_impl(cpu, tall=True, training=False) == auto_impl(cpu, tall=False, training=True) == "conv2d"
+    assert auto_impl(torch.device("mps"), tall=True, training=True) == "conv2d"
