@@ -56,7 +56,7 @@ def test_bench_model_measures_each_backbone_args_variant_against_one_baseline(
         capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["bench", "model", "--backbone", "musicnn", "samplecnn", "--batch", "2", "--steps", "1", "--warmup",
                  "0", "--device", "cpu", "--json", "--backbone-args", '{"width": 0.1, "conv_impl": "mel_windows"}',
-                 '{"conv_impl":"conv2d","width":0.1}'])
+                 '{"fold_input_bn":false,"conv_impl":"conv2d","width":0.1}'])
     assert code == 0
     out = capsys.readouterr().out
     assert "samplecnn takes not all of" in out  # conv_impl is musicnn's: the variants skip samplecnn

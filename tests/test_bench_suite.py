@@ -24,10 +24,13 @@ def musicnn(conv_impl: str) -> str:
     return json.dumps({"conv_impl": conv_impl, "width": 0.1}, sort_keys=True)
 
 
-# The quick plan with conv implementations conv2d, mel_windows and one that does not exist.
-BASELINE = ModelConfig("musicnn", 2, "fp32", backbone_args=musicnn("conv2d"))
+# The quick plan with conv implementations conv2d, mel_windows and one that does not exist, after the
+# baseline: library convs on the BN'd spectrogram (Musicnn.plain_args).
+PLAIN = json.dumps({"conv_impl": "conv2d", "fold_input_bn": False, "width": 0.1}, sort_keys=True)
+BASELINE = ModelConfig("musicnn", 2, "fp32", backbone_args=PLAIN)
 EXPECTED_MODEL_ROWS = [
     BASELINE,
+    ModelConfig("musicnn", 2, "fp32", backbone_args=musicnn("conv2d")),
     ModelConfig("musicnn", 2, "bf16-mixed", backbone_args=musicnn("conv2d")),
     ModelConfig("musicnn", 2, "fp32", backbone_args=musicnn("mel_windows")),
     ModelConfig("musicnn", 2, "bf16-mixed", backbone_args=musicnn("mel_windows")),

@@ -40,9 +40,8 @@ class ModelConfig:
     @property
     def baseline(self) -> ModelConfig:
         """The same model and batch, plain eager fp32, with the straightforward implementation."""
-        args = json.loads(self.backbone_args)
-        if "conv_impl" in inspect.signature(BACKBONES[self.backbone]).parameters:
-            args["conv_impl"] = "conv2d"  # the library conv: what a plain PyTorch port would run
+        # musicnn: library convs on the BN'd spectrogram, what a plain PyTorch port runs.
+        args = {**json.loads(self.backbone_args), **BACKBONES[self.backbone].plain_args}
         return ModelConfig(self.backbone, self.batch, compression=self.compression,
                            backbone_args=json.dumps(args, sort_keys=True))
 

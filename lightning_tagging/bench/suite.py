@@ -334,12 +334,13 @@ class Suite:
         return max(1, self.workers // devices) if self.workers else 0
 
     def fastest_conv_impl(self, backbone: str, precision: str) -> str | None:
-        """The conv_impl of the fastest eager model row of ``backbone`` at the fit batch and precision, if any."""
+        """The conv_impl of the fastest eager model row of ``backbone`` at the fit batch and precision, if any
+        (the plain baseline is the reference, not a candidate)."""
         model_precision = "bf16-mixed" if precision.startswith("bf16") else "fp32"
         candidates = [
             (result.train_clips_per_s, json.loads(config.backbone_args)["conv_impl"])
             for config, result in self._results.items()
-            if config.backbone == backbone and config.batch == self.plan.large_batch
+            if config.backbone == backbone and config.batch == self.plan.large_batch and config != config.baseline
             and config.precision == model_precision and not config.compile and not config.channels_last
             and not config.cudnn_benchmark
             and "conv_impl" in json.loads(config.backbone_args)

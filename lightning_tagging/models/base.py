@@ -28,9 +28,12 @@ class Backbone(nn.Module):
         input_length: time steps of one patch along the input's last axis
             (samples for waveform backbones, frames for spectrogram ones).
         n_tags: number of output logits.
+        plain_args: constructor arguments that select the straightforward formulation, where a
+            backbone has faster ones of the same function (the benchmarks' baseline).
     """
 
     input_kind: ClassVar[InputKind]
+    plain_args: ClassVar[dict[str, object]] = {}
     input_length: int
     n_tags: int
 

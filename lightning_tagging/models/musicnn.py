@@ -40,6 +40,8 @@ we keep that order so ``pool_bn`` and ``dense`` load without permutation.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -48,6 +50,7 @@ from lightning_tagging.errors import UserError
 
 from .base import Backbone, check_spectrogram
 from .fused_branch import conv_relu_bn_max_over_mel
+from .input_bn_fold import batch_normalized, folded_conv
 from .single_channel_conv import IMPLEMENTATIONS, single_channel_conv2d
 
 # TF's batch-norm defaults: epsilon 0.001, moving-average momentum 0.99 (torch: 1 - 0.99).
@@ -103,7 +106,12 @@ class _FrontendBranch(nn.Module):
         self.conv = nn.Conv2d(1, filters, kernel)
         self.bn = nn.BatchNorm2d(filters, eps=BN_EPS, momentum=BN_MOMENTUM)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, input_affine: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """``input_affine``: the input BN's (γ, β) when ``x`` is the spectrogram normalised without them
+        (``input_bn_fold.py``; not for the fused implementations)."""
+        if input_affine is not None:
+            conv = folded_conv(x, self.conv, *input_affine, self.time_padding, self.conv_impl)
+            return max_over(self.bn(F.relu(conv)), dim=2)
         x = F.pad(x, self.time_padding)  # pads the last (time) axis only
         if self.conv_impl in FUSED_IMPLS:
             compiled = self.conv_impl == "fused_compiled"
@@ -160,9 +168,14 @@ class Musicnn(Backbone):
             ``[B, filters, mel, T]`` conv output (``models/fused_branch.py``), or
             ``"fused_compiled"``: the same with each chunk's elementwise work and reductions
             fused by ``torch.compile`` (compiles on the first training step).
+        fold_input_bn: in training with a fixed front-end, apply the input BN's learned scale
+            and shift to the front-end convs' weights and biases instead of the spectrogram, so
+            the spectrogram's gradient (a slow one-channel conv backward) is never computed.
+            Same function (``models/input_bn_fold.py``); off is the plain formulation.
     """
 
     input_kind = "spectrogram"
+    plain_args: ClassVar[dict[str, object]] = {"conv_impl": "conv2d", "fold_input_bn": False}
 
     def __init__(
         self,
@@ -174,8 +187,10 @@ class Musicnn(Backbone):
         dense_units: int = 200,
         dropout: float = 0.5,
         conv_impl: str = "auto",
+        fold_input_bn: bool = True,
     ) -> None:
         super().__init__()
+        self.fold_input_bn = fold_input_bn
         self.n_tags = n_tags
         self.n_mels = n_mels
         self.input_length = n_frames
@@ -221,6 +236,23 @@ class Musicnn(Backbone):
             if isinstance(branch, _FrontendBranch):
                 branch.conv_impl = conv_impl
 
+    def _folds_input_bn(self, x: torch.Tensor, branches: tuple[_FrontendBranch, ...]) -> bool:
+        """Whether to fold the input BN's γ, β into the front-end convs (``input_bn_fold.py``): when a
+        gradient is wanted for them but not for the spectrogram, no branch runs fused, and no autocast
+        runs the convs in bf16 (the folded conv output and the edge term would each be rounded to bf16
+        before they are added: in a test the logits were 2.4× further from float64 than the plain bf16
+        model's)."""
+        bn = self.input_bn
+        return (
+            self.fold_input_bn
+            and torch.is_grad_enabled()
+            and not torch.is_autocast_enabled(x.device.type)
+            and not x.requires_grad
+            and bn.affine
+            and (bn.weight.requires_grad or bn.bias.requires_grad)
+            and not any(branch.conv_impl in FUSED_IMPLS for branch in branches)
+        )
+
     def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """All of musicnn's named intermediate features for spectrograms ``[B, 1, n_mels, T]``.
 
@@ -229,9 +261,15 @@ class Musicnn(Backbone):
         ``[B, 753]``, ``penultimate`` ``[B, dense_units]`` and ``logits`` ``[B, n_tags]``.
         """
         check_spectrogram(x, self.n_mels, None, type(self).__name__)
-        x = self.input_bn(x)
-        timbral = torch.cat([self.timbral_f74(x), self.timbral_f77(x)], dim=1)
-        temporal = torch.cat([self.temporal_s1(x), self.temporal_s2(x), self.temporal_s3(x)], dim=1)
+        branches = (self.timbral_f74, self.timbral_f77, self.temporal_s1, self.temporal_s2, self.temporal_s3)
+        if self._folds_input_bn(x, branches):  # the same function, without the spectrogram's gradient
+            x = batch_normalized(self.input_bn, x)
+            outputs = [branch(x, (self.input_bn.weight, self.input_bn.bias)) for branch in branches]
+        else:
+            x = self.input_bn(x)
+            outputs = [branch(x) for branch in branches]
+        timbral = torch.cat(outputs[:2], dim=1)
+        temporal = torch.cat(outputs[2:], dim=1)
         frontend = torch.cat([timbral, temporal], dim=1)  # [B, 561, T]
 
         c1 = self.midend_conv1(frontend)
@@ -280,5 +318,7 @@ class MusicnnBig(Musicnn):
         dense_units: int = 500,
         dropout: float = 0.5,
         conv_impl: str = "auto",
+        fold_input_bn: bool = True,
     ) -> None:
-        super().__init__(n_tags, n_mels, n_frames, width, midend_filters, dense_units, dropout, conv_impl)
+        super().__init__(n_tags, n_mels, n_frames, width, midend_filters, dense_units, dropout, conv_impl,
+                         fold_input_bn)
