@@ -5,11 +5,12 @@
 # Then the device tool: command "bash scripts/device-bench.sh", carry [".whl"], timeout_s 600
 # (further arguments go to `lt bench suite`, e.g. --conv-impls conv2d mel_windows).
 # Back under $OUT/suite/: gpu-tests.txt (the numerical tests of our kernels, run on the GPU first),
-# suite.md (the Markdown tables), suite.json (every figure), log.txt (all output).
+# suite.md (the Markdown tables), suite.json (every figure), log.txt (all output), profile.txt (where each
+# batch-256 training step's GPU time goes, operator by operator: `lt bench model --profile`).
 #
 # The tests get at most 60 + 75 + 40 + 75 s, usually less. The suite then stops starting rows after
 # BUDGET_S seconds: by default what is left of TOTAL_S (590 s, inside the tool's 10-minute limit) after
-# the tests, less 90 s for the row in flight. It rewrites suite.json / suite.md after every row, so even a
+# the tests, less 90 s for the row in flight and 60 s for the profile. It rewrites suite.json / suite.md after every row, so even a
 # killed run returns what it measured. The synthetic corpus (~1 GB) goes to /tmp, not $OUT, since only
 # a few small files come back.
 set -uo pipefail
@@ -36,9 +37,12 @@ timeout --kill-after=5 40 python3 -m pytest -q -s -p no:cacheprovider \
 # model.compile on the GPU: the compiled training forward against the eager one, fp32 and bf16 (finite gradients).
 timeout --kill-after=5 75 python3 -m pytest -q -p no:cacheprovider -k "cuda" \
     tests/test_compiling.py 2>&1 | tee -a "$OUT/suite/gpu-tests.txt"
-BUDGET_S=${BUDGET_S:-$((TOTAL_S - SECONDS - 90))}
+BUDGET_S=${BUDGET_S:-$((TOTAL_S - SECONDS - 90 - 60))}
 echo "tests took ${SECONDS} s; the suite gets a budget of ${BUDGET_S} s" | tee -a "$OUT/suite/gpu-tests.txt"
 # A hard stop well inside the tool's limit, so tee and the files written so far are kept.
 timeout --signal=TERM --kill-after=10 $((BUDGET_S + 80)) \
     python3 -m lightning_tagging.cli bench suite --out "$OUT/suite" --scratch /tmp/lt-bench-suite --budget-s "$BUDGET_S" "$@" \
     2>&1 | tee "$OUT/suite/log.txt"
+# Where the time goes: musicnn (default settings, and the plain baseline) and sampleCNN, both precisions.
+timeout --kill-after=5 60 python3 -m lightning_tagging.cli bench model --backbone musicnn samplecnn --batch 256 \
+    --precision fp32 bf16-mixed --steps 3 --warmup 2 --profile 12 2>&1 | tee "$OUT/suite/profile.txt"

@@ -114,3 +114,20 @@ def test_a_measured_row_leaves_no_tensor_alive() -> None:
         config = ModelConfig("musicnn", 2, backbone_args=json.dumps({"conv_impl": conv_impl, "width": 0.1}))
         measure(config, torch.device("cpu"), steps=1, warmup=0)
     assert live_tensors() == before
+
+
+def test_bench_model_profile_names_the_operators_that_take_the_time(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["bench", "model", "--backbone", "vgg", "--batch", "2", "--steps", "1", "--warmup", "1",
+                 "--device", "cpu", "--json", "--profile", "4"])
+    assert code == 0
+    out = capsys.readouterr().out
+    (result,) = json_tail(out)
+    shares = result["profile"]
+    assert 1 <= len(shares) <= 4
+    assert [s["share"] for s in shares] == sorted((s["share"] for s in shares), reverse=True)
+    assert all(0 < s["share"] <= 1 and s["ms_per_step"] > 0 and s["calls_per_step"] > 0 for s in shares)
+    assert sum(s["share"] for s in shares) <= 1 + 1e-9  # one partition of the step's time
+    # A CNN's training step spends the most in convolutions (forward or backward).
+    assert any("conv" in s["name"] for s in shares[:2]), shares
+    for share in shares:
+        assert share["name"][:44] in out  # printed under the row

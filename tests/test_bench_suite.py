@@ -104,6 +104,8 @@ def test_quick_suite_measures_every_row_and_records_failures(tmp_path: Path) -> 
         assert row["result"]["weights_finite"] is True
         assert row["result"]["compile"] == ("model.compile" in label)
         assert row["details"]["command"][:3] == ["lt", "bench", "fit"]  # how to reproduce the row
+    # The compiled musicnn row runs the faster implementation made of library ops (here: of the two).
+    assert rows[fit_labels[2]]["details"]["conv_impl"] == max(speeds, key=speeds.__getitem__)
     ddp = rows[fit_labels[-1]]["result"]
     assert ddp["devices"] == 2 and ddp["rank"] == 0
 

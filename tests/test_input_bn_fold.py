@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -26,10 +27,17 @@ def pair(conv_impl: str, dtype: torch.dtype = torch.float64) -> tuple[Musicnn, M
     return folded, plain
 
 
-def train_step(model: Musicnn, x: torch.Tensor, autocast: bool = False) -> dict[str, torch.Tensor]:
-    """Logits, every parameter's gradient and every BN's running stats after one forward and backward."""
+def train_step(
+    model: Musicnn,
+    x: torch.Tensor,
+    autocast: bool = False,
+    forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> dict[str, torch.Tensor]:
+    """Logits, every parameter's gradient and every BN's running stats after one forward (``model``'s, or
+    ``forward``) and backward."""
+    model.zero_grad(set_to_none=True)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-        logits = model(x)
+        logits = (model if forward is None else forward)(x)
     F.binary_cross_entropy_with_logits(logits.float(), torch.zeros_like(logits, dtype=torch.float32)).backward()
     result = {"logits": logits.detach().double()}
     result |= {f"grad {name}": p.grad.double() for name, p in model.named_parameters()}
@@ -128,3 +136,22 @@ def test_evaluation_and_fused_branches_use_the_plain_path_with_the_same_result()
     with torch.no_grad():
         assert not folded._folds_input_bn(x, (folded.timbral_f74,))
         assert torch.equal(folded(x), plain(x))
+
+
+def test_the_folded_forward_traces_through_torch_compile() -> None:
+    """Through dynamo and AOT autograd (the eager backend runs their graphs without generating code), folded
+    against plain: the same gradients and running statistics, the batch counter included (a buffer the fold
+    updates itself). Both compiled: under compile musicnn's max over mel sends a tie's gradient to one index
+    (``musicnn.max_over``), and a ReLU column of zeros is such a tie, so eager and compiled may differ there.
+    In float64, as float32's rounding differences can flip a near-tie of that max to another mel band."""
+    from lightning_tagging.compiling import compile_callable
+
+    folded, plain = pair("mel_windows")
+    forwards = [compile_callable(model, "cpu", backend="aot_eager") for model in (folded, plain)]
+    x = torch.randn(3, 1, N_MELS, FRAMES, dtype=torch.float64)
+    for step in range(2):  # the second step runs the cached graphs
+        got, want = train_step(folded, x, forward=forwards[0]), train_step(plain, x, forward=forwards[1])
+        for name in want:
+            if not zero_in_exact_arithmetic(want[name]):
+                assert relative_error(got[name], want[name]) < 1e-9, (step, name)
+    assert int(folded.input_bn.num_batches_tracked) == int(plain.input_bn.num_batches_tracked) == 2

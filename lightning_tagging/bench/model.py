@@ -8,6 +8,7 @@ in the same run, because absolute figures drift between runs and machines.
     lt bench model --backbone musicnn samplecnn --batch 16 256 --precision fp32 bf16-mixed
     lt bench model --backbone musicnn --backbone-args '{"conv_impl": "mel_windows"}' '{"conv_impl": "fused"}'
     lt bench model --backbone samplecnn --batch 256 --precision bf16-mixed --compile --compile-mode reduce-overhead
+    lt bench model --backbone musicnn --batch 256 --profile 10    # and where each training step's time goes
 
 Memory is reported twice: peak allocated GiB during training (CUDA only) and "act GiB", the
 bytes autograd saves for backward in one training forward of the eager module
@@ -34,6 +35,7 @@ from lightning_tagging.bench.configs import (
 )
 from lightning_tagging.bench.estimate import model_gflop_per_clip
 from lightning_tagging.bench.memory import saved_activation_bytes
+from lightning_tagging.bench.profile import OperatorShare, format_profile, profile_steps
 from lightning_tagging.bench.timing import peak_memory_gib, reset_peak_memory, resolve_device, time_per_call
 from lightning_tagging.compiling import COMPILE_MODES, compile_callable
 
@@ -49,6 +51,7 @@ class ModelResult:
     saved_activation_gib: float  # what autograd saves in one training forward of the eager module
     baseline_train_clips_per_s: float | None = None
     model_gflop_per_clip: float | None = None  # the plain model's training GFLOP per clip (bench/estimate.py)
+    profile: list[dict[str, Any]] | None = None  # with --profile: the operators taking the most time (profile.py)
 
     @property
     def speedup(self) -> float | None:
@@ -64,17 +67,18 @@ class ModelResult:
         return self.model_gflop_per_clip * self.train_clips_per_s / 1000
 
 
-def measure(config: ModelConfig, device: torch.device, steps: int, warmup: int) -> ModelResult:
-    """Time optimizer steps and inference forwards of one configuration; count its saved activations."""
+def measure(config: ModelConfig, device: torch.device, steps: int, warmup: int, profile_top: int = 0) -> ModelResult:
+    """Time optimizer steps and inference forwards of one configuration; count its saved activations;
+    with ``profile_top``, also profile two training steps (that many operators)."""
     saved_flag = torch.backends.cudnn.benchmark
     torch.backends.cudnn.benchmark = config.cudnn_benchmark
     try:
-        return _measure(config, device, steps, warmup)
+        return _measure(config, device, steps, warmup, profile_top)
     finally:
         torch.backends.cudnn.benchmark = saved_flag
 
 
-def _measure(config: ModelConfig, device: torch.device, steps: int, warmup: int) -> ModelResult:
+def _measure(config: ModelConfig, device: torch.device, steps: int, warmup: int, profile_top: int) -> ModelResult:
     if config.compile:
         # Every config builds a new module whose compiled code lands in the same cache: without a
         # reset, dynamo's recompile limit would quietly send later configs back to eager.
@@ -123,6 +127,7 @@ def _measure(config: ModelConfig, device: torch.device, steps: int, warmup: int)
     reset_peak_memory(device)
     train_s = time_per_call(train_step, device, warmup, steps)
     peak = peak_memory_gib(device)
+    profile = [asdict(share) for share in profile_steps(train_step, device, top=profile_top)] if profile_top else None
     module.eval()
     infer_s = time_per_call(infer, device, warmup, steps)
     return ModelResult(
@@ -134,6 +139,7 @@ def _measure(config: ModelConfig, device: torch.device, steps: int, warmup: int)
         peak_train_memory_gib=peak,
         saved_activation_gib=saved / 2**30,
         model_gflop_per_clip=model_gflop_per_clip(config),
+        profile=profile,
     )
 
 
@@ -143,16 +149,19 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({torch.get_num_threads()} threads)"
 
 
-def run(configs: list[ModelConfig], device: torch.device, steps: int, warmup: int) -> list[ModelResult]:
+def run(configs: list[ModelConfig], device: torch.device, steps: int, warmup: int,
+        profile_top: int = 0) -> list[ModelResult]:
     """Measure each config and its eager fp32 baseline (once per backbone and batch)."""
     results: dict[ModelConfig, ModelResult] = {}
     for config in with_baselines(configs):
-        result = measure(config, device, steps, warmup)
+        result = measure(config, device, steps, warmup, profile_top)
         baseline = results.get(config.baseline)
         if baseline is not None:
             result.baseline_train_clips_per_s = baseline.train_clips_per_s
         results[config] = result
         print(format_row(result), flush=True)
+        if result.profile:
+            print(format_profile([OperatorShare(**share) for share in result.profile], device), flush=True)
     return [results[config] for config in configs]
 
 
@@ -181,6 +190,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", action="store_true", help="print one JSON list at the end")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="after timing, profile two training steps and print the N operators taking the most "
+                             "time (GPU time on CUDA)")
 
 
 def configs_of(args: argparse.Namespace) -> list[ModelConfig]:
@@ -195,7 +207,7 @@ def main(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     configs = configs_of(args)
     print(f"lt bench model on {device_name(device)}, torch {torch.__version__}", flush=True)
-    results = run(configs, device, args.steps, args.warmup)
+    results = run(configs, device, args.steps, args.warmup, args.profile)
     if args.json:
         print(json.dumps([as_json(r) for r in results], indent=2))
     return 0

@@ -13,8 +13,9 @@ Runs, in this order (the lists are the constants below), the rows that decide th
 2. `lt bench fit` rows at batch 256, from synthetic PCM16 shards built in ``SCRATCH/corpus``
    (reused by a rerun), with as many DataLoader workers as the CPUs allow: both backbones in
    bf16-mixed, musicnn with the conv implementation that was fastest in the model rows at that
-   batch and precision; then both again with ``model.compile`` (library convs; each in its own
-   process, as a compiler crash or hang must cost that row only); then both in 32-true;
+   batch and precision; then both again with ``model.compile`` (musicnn with the faster of conv2d
+   and mel_windows; each in its own process, as a compiler crash or hang must cost that row only);
+   then both in 32-true;
    and, where there are several GPUs (or ``--ddp-devices N``), one bf16 fit row again on N DDP
    processes: the multi-GPU scaling, measured beside its one-GPU row;
 3. the same model rows at batch 16 (the batch the reference implementations are quoted at),
@@ -75,6 +76,7 @@ CUDNN_BENCHMARK_BACKBONES = ("musicnn", "samplecnn")  # with library convs: does
 FIT_BACKBONES = ("musicnn", "samplecnn")
 FIT_PRECISIONS = ("bf16-mixed", "32-true")  # in this order: bf16 is what the targets need
 FIT_COMPILE_PRECISIONS = ("bf16-mixed",)  # fit rows again with model.compile, after the eager ones
+COMPILED_CONV_IMPLS = ("conv2d", "mel_windows")  # what the compiled fit rows choose from (library ops only)
 # The front-end and backbone classes `lt fit` gets for each backbone (as experiments/matrices/ switch them).
 FIT_MODELS = {
     "musicnn": ("lightning_tagging.frontends.LogMel", "lightning_tagging.models.Musicnn"),
@@ -310,8 +312,12 @@ class Suite:
         workers = self.ddp_workers(devices)
         run_name = f"{precision}-ddp{devices}" if devices > 1 else precision
         args = fit_arguments(backbone, run_name + "-compiled" * compiled, corpus, self.scratch, self.plan, workers)
-        library_convs = "conv2d" if backbone == "musicnn" else None
-        conv_impl = library_convs if compiled else self.fastest_conv_impl(backbone, precision)
+        # Compiled: the faster of the implementations made of library ops (the fused ones hold an
+        # autograd.Function of their own); on an H100 mel_windows, whose convs need no slow input gradient.
+        among = COMPILED_CONV_IMPLS if compiled else None
+        conv_impl = self.fastest_conv_impl(backbone, precision, among)
+        if compiled and conv_impl is None and backbone == "musicnn":
+            conv_impl = "conv2d"  # no model row measured them: library convs
         if conv_impl is not None:
             args += ["--model.backbone.init_args.conv_impl", conv_impl]
         if compiled:
@@ -333,9 +339,9 @@ class Suite:
         """DataLoader workers per DDP process: the fit rows' workers shared out among the processes."""
         return max(1, self.workers // devices) if self.workers else 0
 
-    def fastest_conv_impl(self, backbone: str, precision: str) -> str | None:
+    def fastest_conv_impl(self, backbone: str, precision: str, among: tuple[str, ...] | None = None) -> str | None:
         """The conv_impl of the fastest eager model row of ``backbone`` at the fit batch and precision, if any
-        (the plain baseline is the reference, not a candidate)."""
+        (the plain baseline is the reference, not a candidate); with ``among``, of those implementations only."""
         model_precision = "bf16-mixed" if precision.startswith("bf16") else "fp32"
         candidates = [
             (result.train_clips_per_s, json.loads(config.backbone_args)["conv_impl"])
@@ -344,6 +350,7 @@ class Suite:
             and config.precision == model_precision and not config.compile and not config.channels_last
             and not config.cudnn_benchmark
             and "conv_impl" in json.loads(config.backbone_args)
+            and (among is None or json.loads(config.backbone_args)["conv_impl"] in among)
         ]
         return max(candidates)[1] if candidates else None
 
