@@ -62,7 +62,7 @@ def loss(model: Musicnn, x: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits.float(), torch.zeros_like(logits, dtype=torch.float32))
 
 
-@pytest.mark.parametrize("conv_impl", ["conv2d", "mel_windows"])
+@pytest.mark.parametrize("conv_impl", ["conv2d", "mel_windows", "mel_band"])
 def test_folding_changes_neither_outputs_nor_gradients_nor_running_stats(conv_impl: str) -> None:
     folded, plain = pair(conv_impl)
     x = torch.randn(3, 1, N_MELS, FRAMES, dtype=torch.float64) * 2 + 1

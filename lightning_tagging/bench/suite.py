@@ -13,8 +13,8 @@ Runs, in this order (the lists are the constants below), the rows that decide th
 2. `lt bench fit` rows at batch 256, from synthetic PCM16 shards built in ``SCRATCH/corpus``
    (reused by a rerun), with as many DataLoader workers as the CPUs allow: both backbones in
    bf16-mixed, musicnn with the conv implementation that was fastest in the model rows at that
-   batch and precision; then both again with ``model.compile`` (musicnn with the faster of conv2d
-   and mel_windows; each in its own process, as a compiler crash or hang must cost that row only);
+   batch and precision; then both again with ``model.compile`` (musicnn with the fastest of conv2d,
+   mel_windows and mel_band; each in its own process, as a compiler crash or hang must cost that row only);
    then both in 32-true;
    and, where there are several GPUs (or ``--ddp-devices N``), one bf16 fit row again on N DDP
    processes: the multi-GPU scaling, measured beside its one-GPU row;
@@ -67,7 +67,7 @@ from lightning_tagging.jsonio import write_json_atomically
 MODEL_BACKBONES = ("musicnn", "samplecnn")
 MODEL_BATCHES = (16, 256)
 MODEL_PRECISIONS = ("fp32", "bf16-mixed")
-MUSICNN_CONV_IMPLS = ("conv2d", "mel_windows", "fused", "fused_compiled")
+MUSICNN_CONV_IMPLS = ("conv2d", "mel_windows", "mel_band", "fused", "fused_compiled")
 LARGE_BATCH, LARGE_PRECISION = 256, "bf16-mixed"  # of the compile, channels_last and fit rows
 COMPILE_BACKBONES = ("musicnn", "samplecnn")  # with library convs
 COMPILE_MODE = "default"  # "reduce-overhead" adds CUDA graphs; "max-autotune" takes minutes to tune
@@ -76,7 +76,7 @@ CUDNN_BENCHMARK_BACKBONES = ("musicnn", "samplecnn")  # with library convs: does
 FIT_BACKBONES = ("musicnn", "samplecnn")
 FIT_PRECISIONS = ("bf16-mixed", "32-true")  # in this order: bf16 is what the targets need
 FIT_COMPILE_PRECISIONS = ("bf16-mixed",)  # fit rows again with model.compile, after the eager ones
-COMPILED_CONV_IMPLS = ("conv2d", "mel_windows")  # what the compiled fit rows choose from (library ops only)
+COMPILED_CONV_IMPLS = ("conv2d", "mel_windows", "mel_band")  # what compiled fit rows choose from (library ops)
 # The front-end and backbone classes `lt fit` gets for each backbone (as experiments/matrices/ switch them).
 FIT_MODELS = {
     "musicnn": ("lightning_tagging.frontends.LogMel", "lightning_tagging.models.Musicnn"),
@@ -313,7 +313,7 @@ class Suite:
         run_name = f"{precision}-ddp{devices}" if devices > 1 else precision
         args = fit_arguments(backbone, run_name + "-compiled" * compiled, corpus, self.scratch, self.plan, workers)
         # Compiled: the faster of the implementations made of library ops (the fused ones hold an
-        # autograd.Function of their own); on an H100 mel_windows, whose convs need no slow input gradient.
+        # autograd.Function of their own); on an H100 mel_windows, of conv2d and mel_windows (2026-11-26).
         among = COMPILED_CONV_IMPLS if compiled else None
         conv_impl = self.fastest_conv_impl(backbone, precision, among)
         if compiled and conv_impl is None and backbone == "musicnn":

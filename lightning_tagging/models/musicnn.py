@@ -163,7 +163,7 @@ class Musicnn(Backbone):
         dense_units: units of the penultimate dense layer.
         dropout: dropout probability before each dense layer.
         conv_impl: how the front-end branches run; same weights, same function:
-            ``"auto"``, ``"conv2d"`` or ``"mel_windows"`` (``models/single_channel_conv.py``),
+            ``"auto"``, ``"conv2d"``, ``"mel_windows"`` or ``"mel_band"`` (``models/single_channel_conv.py``),
             or ``"fused"``: conv → ReLU → BN → max over mel in chunks, without writing the
             ``[B, filters, mel, T]`` conv output (``models/fused_branch.py``), or
             ``"fused_compiled"``: the same with each chunk's elementwise work and reductions
