@@ -343,15 +343,13 @@ class Suite:
         """The conv_impl of the fastest eager model row of ``backbone`` at the fit batch and precision, if any
         (the plain baseline is the reference, not a candidate); with ``among``, of those implementations only."""
         model_precision = "bf16-mixed" if precision.startswith("bf16") else "fp32"
-        candidates = [
-            (result.train_clips_per_s, json.loads(config.backbone_args)["conv_impl"])
-            for config, result in self._results.items()
-            if config.backbone == backbone and config.batch == self.plan.large_batch and config != config.baseline
-            and config.precision == model_precision and not config.compile and not config.channels_last
-            and not config.cudnn_benchmark
-            and "conv_impl" in json.loads(config.backbone_args)
-            and (among is None or json.loads(config.backbone_args)["conv_impl"] in among)
-        ]
+        candidates = []
+        for config, result in self._results.items():
+            impl = json.loads(config.backbone_args).get("conv_impl")
+            if (impl is not None and (among is None or impl in among) and config.backbone == backbone
+                    and config.batch == self.plan.large_batch and config.precision == model_precision
+                    and config != config.baseline and not is_variant(config)):
+                candidates.append((result.train_clips_per_s, impl))
         return max(candidates)[1] if candidates else None
 
     def corpus(self) -> Path:
