@@ -8,7 +8,7 @@
 # suite.md (the Markdown tables), suite.json (every figure), log.txt (all output), profile.txt (where each
 # batch-256 training step's GPU time goes, operator by operator: `lt bench model --profile`).
 #
-# The tests get at most 60 + 75 + 40 + 75 s, usually less. The suite then stops starting rows after
+# The tests get at most 60 + 120 + 75 + 40 + 75 s, usually less. The suite then stops starting rows after
 # BUDGET_S seconds: by default what is left of TOTAL_S (590 s, inside the tool's 10-minute limit) after
 # the tests, less 90 s for the row in flight and 60 s for the profile. It rewrites suite.json / suite.md after every row, so even a
 # killed run returns what it measured. The synthetic corpus (~1 GB) goes to /tmp, not $OUT, since only
@@ -24,11 +24,15 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 mkdir -p "$OUT/suite"
 # Same function on the GPU too: fused and mel-window convs against the plain modules (tests/conftest.py
-# adds the "cuda" device when there is one; the "cpu" variants ran in CI), and a CUDA training step
-# under CUDA's sync debug mode. Then the fused branch with compiled (Triton) epilogues, apart because
-# compiling takes a while. A failure here is reported, and the benchmarks still run.
+# adds the "cuda" device when there is one; the "cpu" variants ran in CI). Then the Triton kernels and CUDA's
+# sync debug mode, and the fused branch with compiled (Triton) epilogues, apart because compiling takes a
+# while. A failure here is reported, and the benchmarks still run.
 timeout --kill-after=5 60 python3 -m pytest -q -p no:cacheprovider -k "not cpu and not compiled" \
-    tests/test_fused_branch.py tests/test_single_channel_conv.py tests/test_no_host_sync.py 2>&1 | tee "$OUT/suite/gpu-tests.txt"
+    tests/test_fused_branch.py tests/test_single_channel_conv.py 2>&1 | tee "$OUT/suite/gpu-tests.txt"
+# The Triton kernels of conv_impl "fused_triton" (first compiled on a GPU here; on CPUs they ran in Triton's
+# interpreter), and a CUDA training step under sync debug mode with each fused implementation.
+timeout --kill-after=5 120 python3 -m pytest -q -p no:cacheprovider -k "not cpu and not compile_for" \
+    tests/test_triton_branch.py tests/test_no_host_sync.py 2>&1 | tee -a "$OUT/suite/gpu-tests.txt"
 timeout --kill-after=5 75 python3 -m pytest -q -p no:cacheprovider -k "cuda and compiled and not float64_same" \
     tests/test_fused_branch.py 2>&1 | tee -a "$OUT/suite/gpu-tests.txt"
 # `lt bench estimate`'s fake-tensor peak memory against CUDA's measured peak (musicnn b64, conv2d and fused).

@@ -131,7 +131,7 @@ def test_the_full_plan_runs_the_rows_the_targets_need_first(tmp_path: Path) -> N
     before = [ModelConfig(**row.details["config"]) for row in rows[:first_fit]]
     assert before and all(c.batch == 256 and not is_variant(c) for c in before)
     impls = {json.loads(c.backbone_args).get("conv_impl") for c in before if c.backbone == "musicnn"}
-    assert impls == {"conv2d", "mel_windows", "mel_band", "fused", "fused_compiled"}
+    assert impls == {"conv2d", "mel_windows", "mel_band", "fused", "fused_compiled", "fused_triton"}
     after = [ModelConfig(**row.details["config"]) for row in rows[first_fit:] if row.kind == "model"]
     assert {c.batch for c in after if not is_variant(c)} == {16}
     assert [c.compile for c in after] == sorted(c.compile for c in after)  # compiled ones last

@@ -24,6 +24,7 @@ from lightning_tagging.module import TaggingModule
 BACKBONE_VARIANTS: dict[str, Callable[[], Backbone]] = {
     **{name: (lambda cls=cls: cls(n_tags=5)) for name, cls in BACKBONES.items()},
     "musicnn-fused": lambda: Musicnn(n_tags=5, conv_impl="fused"),
+    "musicnn-fused-triton": lambda: Musicnn(n_tags=5, conv_impl="fused_triton"),  # (kernels skip fake tensors)
 }
 
 
@@ -58,9 +59,12 @@ def test_every_backbone_trains_without_host_syncs(backbone: str) -> None:
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="sync debug mode needs a GPU (device-bench.sh)")
-def test_a_cuda_training_step_makes_no_host_sync() -> None:
-    """The same on a real GPU, optimizer step included: CUDA raises on any synchronizing call."""
-    model = TaggingModule(LogMel(compression="log_learn"), Musicnn(n_tags=5, width=0.1, conv_impl="fused")).cuda()
+@pytest.mark.parametrize("conv_impl", ["fused", "fused_triton"])
+@pytest.mark.parametrize("compression", ["log_learn", "log_eps"])
+def test_a_cuda_training_step_makes_no_host_sync(conv_impl: str, compression: str) -> None:
+    """The same on a real GPU, optimizer step included: CUDA raises on any synchronizing call. (log_eps: the
+    input BN folds into the front-end; log_learn: the spectrogram needs its gradient, so it does not.)"""
+    model = TaggingModule(LogMel(compression=compression), Musicnn(n_tags=5, width=0.1, conv_impl=conv_impl)).cuda()
     optimizer = torch.optim.Adam(model.parameters())
     audio = torch.randn(4, model.train_crop_samples, device="cuda")
     tags = torch.randint(0, 2, (4, 5), device="cuda").float()

@@ -41,8 +41,10 @@ GPUS = {
     "h100-pcie": GpuPeaks("NVIDIA H100 PCIe 80GB", 2.0e12, 756.0e12, 378.0e12, 51.2e12),
     "h200": GpuPeaks("NVIDIA H200 SXM 141GB", 4.8e12, 989.4e12, 494.7e12, 66.9e12),
 }
+# Also musicnn's Triton convolutions (models/triton_branch.py), which follow cuDNN's TF32 setting too.
 CONVOLUTIONS = frozenset({"aten.convolution", "aten.convolution_backward", "aten._convolution",
-                          "aten.cudnn_convolution"})
+                          "aten.cudnn_convolution", "lightning_tagging.conv_relu_extremes",
+                          "lightning_tagging.conv_relu_grad", "lightning_tagging.conv_weight_grad"})
 
 
 @dataclass(frozen=True)

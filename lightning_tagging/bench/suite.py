@@ -67,7 +67,7 @@ from lightning_tagging.jsonio import write_json_atomically
 MODEL_BACKBONES = ("musicnn", "samplecnn")
 MODEL_BATCHES = (16, 256)
 MODEL_PRECISIONS = ("fp32", "bf16-mixed")
-MUSICNN_CONV_IMPLS = ("conv2d", "mel_windows", "mel_band", "fused", "fused_compiled")
+MUSICNN_CONV_IMPLS = ("conv2d", "mel_windows", "mel_band", "fused", "fused_compiled", "fused_triton")
 LARGE_BATCH, LARGE_PRECISION = 256, "bf16-mixed"  # of the compile, channels_last and fit rows
 COMPILE_BACKBONES = ("musicnn", "samplecnn")  # with library convs
 COMPILE_MODE = "default"  # "reduce-overhead" adds CUDA graphs; "max-autotune" takes minutes to tune
@@ -118,9 +118,10 @@ class Plan:
 
 # Tiny models and data, one step each, and what a CPU does fast: the large-batch rows in fp32
 # (bf16 is emulated on most CPUs, several times slower), one compiled model with the compiler's
-# eager backend (no code generation), fit rows in fp32 (compiled ones with that backend too). About a
-# minute on two CPU cores.
+# eager backend (no code generation), fit rows in fp32 (compiled ones with that backend too), and no
+# Triton kernels (a CPU runs them in Triton's interpreter, minutes a step). About a minute on two CPU cores.
 QUICK = Plan(batches=(2,), large_batch=2, large_precision="fp32", compile_backbones=("musicnn",),
+             conv_impls=tuple(impl for impl in MUSICNN_CONV_IMPLS if impl != "fused_triton"),
              compile_backend="eager", fit_precisions=("32-true",), fit_compile_precisions=("32-true",),
              musicnn_args='{"width": 0.1}', steps=1, warmup=0,
              fit_workers=1, fit_steps=1, fit_warmup=1, patches_per_clip=4, clips=8, clip_seconds=4.0, shard_size=2)

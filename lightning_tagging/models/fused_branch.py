@@ -53,6 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import triton_branch
 from .single_channel_conv import single_channel_conv2d
 
 # Elements of one chunk of ``y`` (B·filters·positions·T): 2^26 floats = 256 MiB in fp32.
@@ -110,9 +111,34 @@ def conv_relu_bn_max_over_mel(
     reductions with ``torch.compile`` (training mode; the first call compiles). Returns
     ``[B, filters, T - kernel_width + 1]``.
     """
-    weight, bias = conv.weight, conv.bias
+    epilogue = "compiled" if compile_epilogues else "eager"
+    return fused_conv_relu_bn_max(x, conv.weight, conv.bias, bn, chunk_elements, epilogue)
+
+
+EPILOGUES = ("eager", "compiled", "triton")
+
+
+def fused_conv_relu_bn_max(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    bn: nn.BatchNorm2d,
+    chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+    epilogue: str = "eager",
+) -> torch.Tensor:
+    """:func:`conv_relu_bn_max_over_mel` with the conv given as tensors, and a choice of kernels.
+
+    ``weight`` ``[C, 1, kh, kw]``; ``bias`` ``[C]``, or a map ``[C, T']`` that varies over output
+    frames (the input BatchNorm's folded shift, ``input_bn_fold.py``), or None. ``epilogue``:
+    ``"eager"`` (torch ops on each chunk of the conv output), ``"compiled"`` (those ops fused by
+    torch.compile), or ``"triton"`` (``triton_branch.py``: the conv computed and reduced in one
+    kernel, its output never written).
+    """
+    if epilogue not in EPILOGUES:
+        raise ValueError(f"unknown epilogue {epilogue!r}; choose one of {EPILOGUES}")
     n_positions = x.shape[2] - weight.shape[2] + 1
-    per_position = x.shape[0] * weight.shape[0] * (x.shape[3] - weight.shape[3] + 1)
+    n_frames = x.shape[3] - weight.shape[3] + 1
+    per_position = x.shape[0] * weight.shape[0] * n_frames
     chunk = max(1, min(n_positions, chunk_elements // max(1, per_position)))
     # One band tall: the library conv. Taller: 1-D conv over mel windows (see single_channel_conv),
     # except for inference on a CPU, where the library conv's forward is the faster one.
@@ -120,11 +146,16 @@ def conv_relu_bn_max_over_mel(
     impl = "conv2d" if weight.shape[2] == 1 or inference_on_cpu else "mel_windows"
     gamma = bn.weight if bn.weight is not None else torch.ones_like(bn.running_mean)
     beta = bn.bias if bn.bias is not None else torch.zeros_like(gamma)
+    if epilogue == "triton":
+        impl = "triton"
+        if bias is None or bias.dim() == 1:  # the kernels take a map [C, T'] (a broadcast view costs nothing)
+            bias = (weight.new_zeros(weight.shape[0]) if bias is None else bias)[:, None].expand(-1, n_frames)
 
     use_batch_stats = bn.training or bn.running_mean is None
     if not use_batch_stats:
         return _with_running_stats(x, weight, bias, bn, gamma, beta, impl, chunk)
-    out, mean, var = _ConvReluBatchNormMax.apply(x, weight, bias, gamma, beta, bn.eps, impl, chunk, compile_epilogues)
+    out, mean, var = _ConvReluBatchNormMax.apply(x, weight, bias, gamma, beta, bn.eps, impl, chunk,
+                                                 epilogue == "compiled")
     if bn.training and bn.track_running_stats and bn.running_mean is not None:
         _update_running_stats(bn, mean, var, count=per_position * n_positions // weight.shape[0])
     return out
@@ -153,7 +184,14 @@ def _relu_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
 def _conv_rows(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, impl: str, start: int,
                stop: int) -> torch.Tensor:
     """``conv(x)`` at mel positions ``start:stop``: ``[B, filters, stop - start, T']``."""
-    return single_channel_conv2d(x[:, :, start:stop + weight.shape[2] - 1], weight, bias, impl)
+    return _conv(x[:, :, start:stop + weight.shape[2] - 1], weight, bias, impl)
+
+
+def _conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, impl: str) -> torch.Tensor:
+    """The valid conv of ``x`` ``[B, 1, F, T]``, its bias ``[C]`` or a map ``[C, T']`` over output frames."""
+    if bias is not None and bias.dim() == 2:
+        return single_channel_conv2d(x, weight, None, impl) + bias[None, :, None, :]
+    return single_channel_conv2d(x, weight, bias, impl)
 
 
 def _chunk_forward_partials(
@@ -210,6 +248,15 @@ def _with_running_stats(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
     scale = gamma * torch.rsqrt(bn.running_var + bn.eps)
     sign = scale.sign()[None, :, None]
     n_positions = x.shape[2] - weight.shape[2] + 1
+    if impl == "triton":
+        wants_grad = torch.is_grad_enabled() and any(
+            t is not None and t.requires_grad for t in (x, weight, bias, gamma, beta))
+        if not wants_grad:  # the kernel pools the extreme the sign asks for
+            value, _, total, *_ = triton_branch.forward_partials(*_compute_operands(x, weight), bias, scale.sign())
+            extreme = torch.where(sign == 0, (total / n_positions).to(value.dtype), value)
+            return ((extreme - bn.running_mean[None, :, None]) * scale[None, :, None]
+                    + beta[None, :, None]).to(extreme.dtype)
+        impl = "mel_windows"  # autograd through library ops (saliency maps and the like)
     pooled = None
     for start, stop in _chunks(n_positions, chunk):
         y = _relu_conv(x, weight, bias, impl, start, stop)
@@ -253,6 +300,13 @@ class _Extremes:
         self.total = self.total + total
 
 
+def _compute_operands(x: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x`` and ``weight`` in the dtype a conv computes in here: autocast's, if it is on, else their own."""
+    device_type = x.device.type
+    dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else x.dtype
+    return x.to(dtype), weight.to(dtype).contiguous()
+
+
 def _accumulation_dtype(y: torch.Tensor) -> torch.dtype:
     """float32 for bf16/fp16/fp32 tensors, float64 for float64 ones."""
     return torch.promote_types(y.dtype, torch.float32)
@@ -292,8 +346,13 @@ class _ConvReluBatchNormMax(torch.autograd.Function):
         ctx.autocast = (device_type, torch.is_autocast_enabled(device_type), torch.get_autocast_dtype(device_type))
         sign = gamma.detach().sign()[None, :, None]
         extremes, moments = _Extremes(sign), _Moments()
+        if impl == "triton":  # one kernel over all mel positions: no chunks, the conv output is never written
+            value, ties, total, mean64, var64, count = triton_branch.forward_partials(
+                *_compute_operands(x, weight), bias, sign.flatten())
+            extremes.add(value, ties, total)
+            moments.add(mean64, var64, count)
         partials = _epilogue(_chunk_forward_partials, compiled)
-        for start, stop in _chunks(x.shape[2] - weight.shape[2] + 1, chunk):
+        for start, stop in _chunks(x.shape[2] - weight.shape[2] + 1, chunk) if impl != "triton" else ():
             conv = _conv_rows(x, weight, bias, impl, start, stop)
             value, ties, total, chunk_mean, chunk_var = partials(conv, sign)
             extremes.add(value, ties, total)
@@ -343,27 +402,12 @@ class _ConvReluBatchNormMax(torch.autograd.Function):
         grad_w = torch.zeros_like(weight) if needs_w else None
         grad_b = torch.zeros_like(bias) if needs_b else None
         matched = torch.zeros_like(ties) if _RECOMPUTE_CHECK.due() else None  # positions at the extreme, counted
-        grad_of_conv = _epilogue(_chunk_grad_of_conv, ctx.compiled)
-        device_type, autocast_on, autocast_dtype = ctx.autocast
-        kernel_rows = weight.shape[2] - 1
-        for start, stop in _chunks(x.shape[2] - kernel_rows, ctx.chunk):
-            rows = x[:, :, start:stop + kernel_rows].detach().requires_grad_(needs_x)
-            w = weight.detach().requires_grad_(needs_w)
-            b = None if bias is None else bias.detach().requires_grad_(needs_b)
-            with torch.enable_grad(), torch.autocast(device_type, dtype=autocast_dtype, enabled=autocast_on):
-                conv = single_channel_conv2d(rows, w, b, ctx.impl)
-            with torch.no_grad():
-                if matched is not None:  # (an extra pass over the chunk, on the few steps that check)
-                    matched += (F.relu(conv) == pooled.unsqueeze(2)).sum(dim=2, dtype=torch.int32)
-                grad_conv = grad_of_conv(conv.detach(), pooled, k0, k1, scaled_dz_at_extreme)
-            inputs = [t for t, needed in ((rows, needs_x), (w, needs_w), (b, needs_b)) if needed and t is not None]
-            grads = iter(torch.autograd.grad(conv, inputs, grad_conv))
-            if needs_x:
-                grad_x[:, :, start:stop + kernel_rows] += next(grads)
-            if needs_w:
-                grad_w += next(grads)
-            if grad_b is not None:
-                grad_b += next(grads)
+        if ctx.impl == "triton":
+            _triton_backward(ctx, x, weight, bias, pooled, k0, k1, scaled_dz_at_extreme, grad_x, grad_w, grad_b,
+                             matched)
+        else:
+            _torch_backward(ctx, x, weight, bias, pooled, k0, k1, scaled_dz_at_extreme, grad_x, grad_w, grad_b,
+                            matched)
         if matched is not None and not torch.equal(torch.where(gamma[None, :, None] == 0, ties, matched), ties):
             # The recomputed conv must equal the forward's bit for bit, or gradients would go astray.
             # (γ = 0 channels match everywhere by definition and get no gradient: not compared.)
@@ -372,4 +416,61 @@ class _ConvReluBatchNormMax(torch.autograd.Function):
                 "(non-deterministic convolution?); use conv_impl='mel_windows' or 'conv2d'"
             )
         return grad_x, grad_w, grad_b, grad_gamma, grad_beta, None, None, None, None
+
+
+def _torch_backward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, pooled: torch.Tensor,
+                    k0: torch.Tensor, k1: torch.Tensor, scaled_dz_at_extreme: torch.Tensor,
+                    grad_x: torch.Tensor | None, grad_w: torch.Tensor | None, grad_b: torch.Tensor | None,
+                    matched: torch.Tensor | None) -> None:
+    """Adds into ``grad_x``, ``grad_w``, ``grad_b`` (those not None) and ``matched``, chunk by chunk with torch ops."""
+    needs_x, needs_w, needs_b = grad_x is not None, grad_w is not None, grad_b is not None
+    grad_of_conv = _epilogue(_chunk_grad_of_conv, ctx.compiled)
+    device_type, autocast_on, autocast_dtype = ctx.autocast
+    kernel_rows = weight.shape[2] - 1
+    for start, stop in _chunks(x.shape[2] - kernel_rows, ctx.chunk):
+        rows = x[:, :, start:stop + kernel_rows].detach().requires_grad_(needs_x)
+        w = weight.detach().requires_grad_(needs_w)
+        b = None if bias is None else bias.detach().requires_grad_(needs_b)
+        with torch.enable_grad(), torch.autocast(device_type, dtype=autocast_dtype, enabled=autocast_on):
+            conv = _conv(rows, w, b, ctx.impl)
+        with torch.no_grad():
+            if matched is not None:  # (an extra pass over the chunk, on the few steps that check)
+                matched += (F.relu(conv) == pooled.unsqueeze(2)).sum(dim=2, dtype=torch.int32)
+            grad_conv = grad_of_conv(conv.detach(), pooled, k0, k1, scaled_dz_at_extreme)
+        inputs = [t for t, needed in ((rows, needs_x), (w, needs_w), (b, needs_b)) if needed and t is not None]
+        grads = iter(torch.autograd.grad(conv, inputs, grad_conv))
+        if needs_x:
+            grad_x[:, :, start:stop + kernel_rows] += next(grads)
+        if needs_w:
+            grad_w += next(grads)
+        if grad_b is not None:
+            grad_b += next(grads)
+
+
+def _triton_backward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, pooled: torch.Tensor,
+                     k0: torch.Tensor, k1: torch.Tensor, scaled_dz_at_extreme: torch.Tensor,
+                     grad_x: torch.Tensor | None, grad_w: torch.Tensor | None, grad_b: torch.Tensor | None,
+                     matched: torch.Tensor | None) -> None:
+    """As :func:`_torch_backward`, with ``triton_branch``'s kernels: each chunk's conv is recomputed in the
+    kernel that writes the conv output's gradient, and the weight gradient gathers its windows from ``x``.
+    The spectrogram's gradient, when asked for (``log_learn``), is the library's transposed conv."""
+    device_type, autocast_on, autocast_dtype = ctx.autocast
+    with torch.autocast(device_type, dtype=autocast_dtype, enabled=autocast_on):
+        x_c, weight_c = _compute_operands(x, weight)
+    kernel_rows = weight.shape[2] - 1
+    for start, stop in _chunks(x.shape[2] - kernel_rows, ctx.chunk):
+        grad_conv, matched_here = triton_branch.grad_of_conv(
+            x_c, weight_c, bias, start, stop, pooled, k0.flatten(), k1.flatten(), scaled_dz_at_extreme.squeeze(2))
+        if matched is not None:
+            matched += matched_here
+        if grad_w is not None:
+            grad_w += triton_branch.weight_grad(x_c, grad_conv, start, weight.shape).to(grad_w.dtype)
+        if grad_b is not None:  # the bias map's gradient: summed over clips and mel positions
+            grad_b += grad_conv.sum(dim=(0, 2), dtype=_accumulation_dtype(grad_conv)).to(grad_b.dtype)
+        if grad_x is not None:  # in the accumulation dtype: CPUs sum bf16 convs in bf16, and on an H100
+            # cuDNN's one-channel dgrad ran slower in bf16 than in fp32 (README, Performance)
+            acc = _accumulation_dtype(grad_conv)
+            rows = x[:, :, start:stop + kernel_rows]
+            grad_rows = torch.nn.grad.conv2d_input(rows.shape, weight_c.to(acc), grad_conv.to(acc))
+            grad_x[:, :, start:stop + kernel_rows] += grad_rows.to(grad_x.dtype)
 

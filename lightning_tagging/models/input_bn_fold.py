@@ -67,12 +67,20 @@ def folded_conv(
     ``normalized`` ``[B, 1, F, T]``; ``scale`` and ``shift`` one-element tensors (the input BN's
     γ and β); returns the conv output ``[B, C, F − kh + 1, T']`` with ``T'`` as the padded conv gives.
     """
-    weight, bias = conv.weight, conv.bias
-    out = single_channel_conv2d(F.pad(normalized, time_padding), weight * scale, None, impl)
-    kernel_mels, frames = weight.shape[2], normalized.shape[-1]
-    ones = normalized.new_ones(1, 1, kernel_mels, frames, dtype=weight.dtype)
-    taps_on_frames = F.conv2d(F.pad(ones, time_padding), weight)  # [1, C, 1, T']: a tiny conv
-    constant = shift * taps_on_frames
-    if bias is not None:
-        constant = constant + bias.view(1, -1, 1, 1)
-    return out + constant
+    out = single_channel_conv2d(F.pad(normalized, time_padding), conv.weight * scale, None, impl)
+    return out + folded_bias(conv, shift, normalized.shape[-1], time_padding)[None, :, None, :]
+
+
+def folded_bias(conv: nn.Conv2d, shift: torch.Tensor, frames: int, time_padding: tuple[int, int]) -> torch.Tensor:
+    """The conv's bias plus ``shift·conv(pad(1), W)``: a map ``[C, T']`` over output frames (module docstring).
+
+    ``frames``: the unpadded input's length ``T``; ``T'`` is what the padded conv gives. In the
+    weight's dtype even under autocast: the map's gradient sums the whole conv output's gradient,
+    and a bf16 conv backward of it made the weight's gradient 3× less accurate (tests/test_triton_branch.py).
+    """
+    weight = conv.weight
+    ones = weight.new_ones(1, 1, weight.shape[2], frames)
+    with torch.autocast(weight.device.type, enabled=False):
+        taps_on_frames = F.conv2d(F.pad(ones, time_padding), weight)[0, :, 0]  # [C, T']: a tiny conv
+        constant = shift * taps_on_frames
+        return constant if conv.bias is None else constant + conv.bias[:, None]

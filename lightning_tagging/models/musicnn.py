@@ -49,8 +49,8 @@ from torch import nn
 from lightning_tagging.errors import UserError
 
 from .base import Backbone, check_spectrogram
-from .fused_branch import conv_relu_bn_max_over_mel
-from .input_bn_fold import batch_normalized, folded_conv
+from .fused_branch import conv_relu_bn_max_over_mel, fused_conv_relu_bn_max
+from .input_bn_fold import batch_normalized, folded_bias, folded_conv
 from .single_channel_conv import IMPLEMENTATIONS, single_channel_conv2d
 
 # TF's batch-norm defaults: epsilon 0.001, moving-average momentum 0.99 (torch: 1 - 0.99).
@@ -59,8 +59,9 @@ BN_MOMENTUM = 0.01
 
 # How the front-end branches run: the conv implementations of single_channel_conv, or "fused"
 # (conv → ReLU → BN → max over mel without the full conv output; models/fused_branch.py), or
-# "fused_compiled" (the same with each chunk's elementwise work fused by torch.compile).
-FUSED_IMPLS = ("fused", "fused_compiled")
+# "fused_compiled" (the same with each chunk's elementwise work fused by torch.compile), or
+# "fused_triton" (the conv inside the fusion: Triton kernels, models/triton_branch.py).
+FUSED_IMPLS = ("fused", "fused_compiled", "fused_triton")
 BRANCH_IMPLS = (*IMPLEMENTATIONS, *FUSED_IMPLS)
 
 
@@ -108,7 +109,13 @@ class _FrontendBranch(nn.Module):
 
     def forward(self, x: torch.Tensor, input_affine: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """``input_affine``: the input BN's (γ, β) when ``x`` is the spectrogram normalised without them
-        (``input_bn_fold.py``; not for the fused implementations)."""
+        (``input_bn_fold.py``; not for "fused" and "fused_compiled")."""
+        if self.conv_impl == "fused_triton":
+            weight, bias = self.conv.weight, self.conv.bias
+            if input_affine is not None:
+                scale, shift = input_affine
+                weight, bias = weight * scale, folded_bias(self.conv, shift, x.shape[-1], self.time_padding)
+            return fused_conv_relu_bn_max(F.pad(x, self.time_padding), weight, bias, self.bn, epilogue="triton")
         if input_affine is not None:
             conv = folded_conv(x, self.conv, *input_affine, self.time_padding, self.conv_impl)
             return max_over(self.bn(F.relu(conv)), dim=2)
@@ -167,7 +174,9 @@ class Musicnn(Backbone):
             or ``"fused"``: conv → ReLU → BN → max over mel in chunks, without writing the
             ``[B, filters, mel, T]`` conv output (``models/fused_branch.py``), or
             ``"fused_compiled"``: the same with each chunk's elementwise work and reductions
-            fused by ``torch.compile`` (compiles on the first training step).
+            fused by ``torch.compile`` (compiles on the first training step), or
+            ``"fused_triton"``: the conv itself inside the fusion, Triton kernels for a GPU
+            (``models/triton_branch.py``; on a CPU they run in Triton's interpreter, for tests only).
         fold_input_bn: in training with a fixed front-end, apply the input BN's learned scale
             and shift to the front-end convs' weights and biases instead of the spectrogram, so
             the spectrogram's gradient (a slow one-channel conv backward) is never computed.
@@ -238,19 +247,21 @@ class Musicnn(Backbone):
 
     def _folds_input_bn(self, x: torch.Tensor, branches: tuple[_FrontendBranch, ...]) -> bool:
         """Whether to fold the input BN's γ, β into the front-end convs (``input_bn_fold.py``): when a
-        gradient is wanted for them but not for the spectrogram, no branch runs fused, and no autocast
-        runs the convs in bf16 (the folded conv output and the edge term would each be rounded to bf16
-        before they are added: in a test the logits were 2.4× further from float64 than the plain bf16
-        model's)."""
+        gradient is wanted for them but not for the spectrogram, no branch runs "fused" or
+        "fused_compiled", and no autocast runs the convs in bf16 (the folded conv output and the edge
+        term would each be rounded to bf16 before they are added: in a test the logits were 2.4×
+        further from float64 than the plain bf16 model's) unless every branch is "fused_triton",
+        whose kernels add the edge term in the float32 accumulator, before rounding."""
         bn = self.input_bn
+        impls = {branch.conv_impl for branch in branches}
         return (
             self.fold_input_bn
             and torch.is_grad_enabled()
-            and not torch.is_autocast_enabled(x.device.type)
+            and (not torch.is_autocast_enabled(x.device.type) or impls == {"fused_triton"})
             and not x.requires_grad
             and bn.affine
             and (bn.weight.requires_grad or bn.bias.requires_grad)
-            and not any(branch.conv_impl in FUSED_IMPLS for branch in branches)
+            and not impls & {"fused", "fused_compiled"}
         )
 
     def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

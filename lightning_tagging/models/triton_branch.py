@@ -1,0 +1,226 @@
+"""musicnn's fused front-end branch with the conv inside the fusion: ``triton_kernels.py`` as torch ops.
+
+``fused_branch.py`` never keeps a branch's whole conv output ``y`` ``[B, C, F', T']``, but with
+library convs it still writes each chunk of it to memory and reads it back: the conv writes the
+chunk, then elementwise kernels read it for the max over mel and the BatchNorm statistics. The
+Triton kernels compute the conv in registers and reduce it on the spot, so ``y`` never exists
+in memory. ``fused_branch`` calls them through three functions:
+
+- :func:`forward_partials` — per (clip, filter, frame): the extreme over mel of ``relu(conv)``
+  (max, or min where BatchNorm's scale is negative), how many mel positions tie at it and their
+  sum; per filter: the mean and variance of ``relu(conv)``. It reads the spectrogram and the weights.
+- :func:`grad_of_conv` — backward: the gradient of the conv output at a chunk of mel positions,
+  the conv recomputed inside (the one dense tensor backward cannot avoid).
+- :func:`weight_grad` — the weight gradient from that chunk.
+
+Each kernel launch is a torch custom op (``torch.ops.lightning_tagging.*``) with a "fake"
+implementation that only allocates the outputs, and a FLOP formula. So the model runs on fake
+tensors (``lt bench estimate``, the host-sync tests), its FLOPs and memory traffic are counted
+like any operator's (inputs read once, outputs written once: what the kernels move), and
+``torch.compile`` sees an opaque operator rather than a Python launcher.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.utils.flop_counter import register_flop_formula
+
+from .triton_interpreter import launch
+from .triton_kernels import (
+    BLOCK_C,
+    BLOCK_K,
+    BLOCK_T,
+    WGRAD_BLOCK_C,
+    WGRAD_BLOCK_K,
+    WGRAD_SPLITS,
+    kernel_constants,
+)
+from .triton_kernels import forward_kernel as _forward_kernel
+from .triton_kernels import grad_kernel as _grad_kernel
+from .triton_kernels import weight_grad_kernel as _weight_grad_kernel
+
+_DTYPES = (torch.float64, torch.float32, torch.bfloat16, torch.float16)
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _accumulation_dtype(x: torch.Tensor) -> torch.dtype:
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def _check(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> tuple[int, int, int, int]:
+    """Shapes ``(F', T', C, K)`` of a valid conv of ``x`` ``[B, 1, F, T]`` with ``weight`` ``[C, 1, kh, kw]``."""
+    if x.dtype not in _DTYPES or weight.dtype != x.dtype:
+        raise TypeError(f"fused_triton: x and weight must share a float dtype, got {x.dtype} and {weight.dtype}")
+    if x.device.type == "cpu" and x.dtype == torch.float16:
+        raise TypeError("fused_triton: float16 on a CPU (Triton's interpreter rounds it wrongly); use bfloat16")
+    if not weight.is_contiguous():
+        raise ValueError("fused_triton: the weight must be contiguous")
+    filters, _, kernel_mels, kernel_steps = weight.shape
+    n_positions, n_frames = x.shape[2] - kernel_mels + 1, x.shape[3] - kernel_steps + 1
+    if n_positions < 1 or n_frames < 1:
+        raise ValueError(f"fused_triton: input {tuple(x.shape)} is smaller than the kernel {tuple(weight.shape)}")
+    if bias.shape != (filters, n_frames):
+        raise ValueError(f"fused_triton: the bias map must be [C, T'] = {[filters, n_frames]}, got {list(bias.shape)}")
+    return n_positions, n_frames, filters, kernel_mels * kernel_steps
+
+
+# --- forward -------------------------------------------------------------------------------
+
+
+def _extremes_outputs(x: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Allocated outputs of the forward kernel: value, ties, total ``[B, C, T']``; means, m2s ``[B, tiles, C]``."""
+    batch, filters, acc = x.shape[0], weight.shape[0], _accumulation_dtype(x)
+    n_frames = x.shape[3] - weight.shape[3] + 1
+    cells = (batch, filters, n_frames)
+    partials = (batch, _cdiv(n_frames, BLOCK_T), filters)
+    return (x.new_empty(cells), x.new_empty(cells, dtype=torch.int32), x.new_empty(cells, dtype=acc),
+            x.new_empty(partials, dtype=acc), x.new_empty(partials, dtype=acc))
+
+
+@torch.library.custom_op("lightning_tagging::conv_relu_extremes", mutates_args=())
+def _extremes_op(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                 sign: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    n_positions, n_frames, filters, taps = _check(x, weight, bias)
+    value, ties, total, means, m2s = _extremes_outputs(x, weight)
+    strides = (x.stride(0), x.stride(2), x.stride(3), weight.stride(0), 1, bias.stride(0), bias.stride(1))
+    launch(_forward_kernel, (x.shape[0], means.shape[1], _cdiv(filters, BLOCK_C)),
+           x, weight, bias, sign.to(total.dtype).contiguous(), value, ties, total, means, m2s,
+           n_positions, n_frames, filters, taps, *strides,
+           KW=weight.shape[3], BLOCK_T=BLOCK_T, BLOCK_C=BLOCK_C, BLOCK_K=BLOCK_K, **kernel_constants(x))
+    return value, ties, total, means, m2s
+
+
+@_extremes_op.register_fake
+def _(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, sign: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    return _extremes_outputs(x, weight)
+
+
+def forward_partials(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, sign: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """What the fused branch's forward needs of ``y = relu(conv(x))``, without ``y``.
+
+    ``x`` ``[B, 1, F, T]`` and ``weight`` ``[C, 1, kh, kw]`` in one dtype; ``bias`` the map
+    ``[C, T']`` (any strides; a ``[C]`` bias expanded is fine), in any float dtype; ``sign``
+    ``[C]``: the extreme is the min of ``y`` over mel where it is negative, else the max.
+
+    Returns per (b, c, t), ``[B, C, T']``: the extreme (``x``'s dtype), the number of mel positions
+    equal to it (int32) and the sum over mel (accumulation dtype); per filter ``[C]``: the mean
+    and biased variance of ``y`` over (b, f, t) (float64); and that count of elements per filter.
+    """
+    n_positions, n_frames, _, _ = _check(x, weight, bias)
+    value, ties, total, means, m2s = torch.ops.lightning_tagging.conv_relu_extremes(x, weight, bias, sign)
+    # Merge the per-program statistics in float64: each program saw n_positions · (its frames) elements.
+    frames_in_tile = (n_frames - torch.arange(means.shape[1], device=x.device) * BLOCK_T).clamp(max=BLOCK_T)
+    counts = (frames_in_tile * n_positions).double()[None, :, None]  # [1, tiles, 1]
+    count = x.shape[0] * n_frames * n_positions
+    mean = (means.double() * counts).sum(dim=(0, 1)) / count
+    m2 = (m2s.double() + counts * (means.double() - mean).square()).sum(dim=(0, 1))
+    return value, ties, total, mean, m2 / count, count
+
+
+# --- backward ------------------------------------------------------------------------------
+
+
+@torch.library.custom_op("lightning_tagging::conv_relu_grad", mutates_args=())
+def _grad_op(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, start: int, stop: int, pooled: torch.Tensor,
+             k0: torch.Tensor, k1: torch.Tensor, dz: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    _, n_frames, filters, taps = _check(x, weight, bias)
+    grad, matched = _grad_outputs(x, weight, start, stop)
+    strides = (x.stride(0), x.stride(2), x.stride(3), weight.stride(0), 1, bias.stride(0), bias.stride(1))
+    launch(_grad_kernel, (x.shape[0], _cdiv(n_frames, BLOCK_T), _cdiv(filters, BLOCK_C)),
+           x, weight, bias, pooled.contiguous(), k0.contiguous(), k1.contiguous(), dz.contiguous(),
+           grad, matched, start, stop, n_frames, filters, taps, *strides,
+           KW=weight.shape[3], BLOCK_T=BLOCK_T, BLOCK_C=BLOCK_C, BLOCK_K=BLOCK_K, **kernel_constants(x))
+    return grad, matched
+
+
+def _grad_outputs(x: torch.Tensor, weight: torch.Tensor, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Allocated outputs of the gradient kernel: grad ``[B, C, stop − start, T']``, matched ``[B, C, T']``."""
+    batch, filters, n_frames = x.shape[0], weight.shape[0], x.shape[3] - weight.shape[3] + 1
+    return (x.new_empty(batch, filters, stop - start, n_frames),
+            x.new_empty(batch, filters, n_frames, dtype=torch.int32))
+
+
+@_grad_op.register_fake
+def _(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, start: int, stop: int, *args: Any) -> Any:
+    return _grad_outputs(x, weight, start, stop)
+
+
+def grad_of_conv(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, start: int, stop: int, pooled: torch.Tensor,
+    k0: torch.Tensor, k1: torch.Tensor, scaled_dz_at_extreme: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The gradient of the conv output at mel positions ``start:stop``, ``[B, C, stop − start, T']`` in ``x``'s dtype.
+
+    Recomputes ``y = relu(conv)`` there and returns ``where(y > 0, y·k1 + k0 + [y = pooled]·dz, 0)``
+    (``k0``, ``k1`` ``[C]``, ``pooled`` and ``scaled_dz_at_extreme`` ``[B, C, T']``: as
+    ``fused_branch._chunk_grad_of_conv``), and per (b, c, t) how many of these positions equal
+    ``pooled`` (int32), for the check that the recomputed conv is the forward's.
+    """
+    return torch.ops.lightning_tagging.conv_relu_grad(x, weight, bias, start, stop, pooled, k0, k1,
+                                                       scaled_dz_at_extreme)
+
+
+@torch.library.custom_op("lightning_tagging::conv_weight_grad", mutates_args=())
+def _weight_grad_op(x: torch.Tensor, grad: torch.Tensor, start: int, kernel_mels: int,
+                    kernel_steps: int) -> torch.Tensor:
+    batch, filters, n_rows, n_frames = grad.shape
+    taps = kernel_mels * kernel_steps
+    partial = _weight_grad_partial(x, grad, kernel_mels, kernel_steps)
+    constants = kernel_constants(x)
+    launch(_weight_grad_kernel, (_cdiv(filters, WGRAD_BLOCK_C), _cdiv(taps, WGRAD_BLOCK_K), partial.shape[0]),
+           x, grad, partial, batch, n_rows, start, n_frames, filters, taps, x.stride(0), x.stride(2), x.stride(3),
+           KW=kernel_steps, BLOCK_T=BLOCK_T, BLOCK_C=WGRAD_BLOCK_C, BLOCK_K=WGRAD_BLOCK_K,
+           ACC=constants["ACC"], PRECISION=constants["PRECISION"], UPCAST=constants["UPCAST"])
+    return partial
+
+
+def _weight_grad_partial(x: torch.Tensor, grad: torch.Tensor, kernel_mels: int, kernel_steps: int) -> torch.Tensor:
+    """Allocated partial sums ``[splits, C, kh·kw]`` of the weight gradient, one per group of clips."""
+    batch, filters = grad.shape[:2]
+    return x.new_empty(min(batch, WGRAD_SPLITS), filters, kernel_mels * kernel_steps, dtype=_accumulation_dtype(x))
+
+
+@_weight_grad_op.register_fake
+def _(x: torch.Tensor, grad: torch.Tensor, start: int, kernel_mels: int, kernel_steps: int) -> torch.Tensor:
+    return _weight_grad_partial(x, grad, kernel_mels, kernel_steps)
+
+
+def weight_grad(x: torch.Tensor, grad: torch.Tensor, start: int, weight_shape: torch.Size) -> torch.Tensor:
+    """``Σ_{b, f, t} grad[b, c, f, t] · x[b, 0, start + f + i, t + j]`` ``[C, 1, kh, kw]``, accumulated in float32/64.
+
+    ``grad`` ``[B, C, rows, T']`` from :func:`grad_of_conv` (contiguous); ``x`` ``[B, 1, F, T]``.
+    """
+    filters, _, kernel_mels, kernel_steps = weight_shape
+    partial = torch.ops.lightning_tagging.conv_weight_grad(x, grad, start, kernel_mels, kernel_steps)
+    return partial.sum(dim=0).view(filters, 1, kernel_mels, kernel_steps)
+
+
+# --- FLOPs: two per multiply-add of the conv each kernel computes --------------------------
+
+
+@register_flop_formula(torch.ops.lightning_tagging.conv_relu_extremes)
+def _extremes_flops(x_shape: Any, weight_shape: Any, *args: Any, **kwargs: Any) -> int:
+    filters, _, kernel_mels, kernel_steps = weight_shape
+    n_positions, n_frames = x_shape[2] - kernel_mels + 1, x_shape[3] - kernel_steps + 1
+    return 2 * x_shape[0] * filters * n_positions * n_frames * kernel_mels * kernel_steps
+
+
+@register_flop_formula(torch.ops.lightning_tagging.conv_relu_grad)
+def _grad_flops(x_shape: Any, weight_shape: Any, bias_shape: Any, start: int, stop: int, *args: Any,
+                **kwargs: Any) -> int:
+    filters, _, kernel_mels, kernel_steps = weight_shape
+    return 2 * x_shape[0] * filters * (stop - start) * (x_shape[3] - kernel_steps + 1) * kernel_mels * kernel_steps
+
+
+@register_flop_formula(torch.ops.lightning_tagging.conv_weight_grad)
+def _weight_grad_flops(x_shape: Any, grad_shape: Any, start: int, kernel_mels: int, kernel_steps: int,
+                       **kwargs: Any) -> int:
+    batch, filters, n_rows, n_frames = grad_shape
+    return 2 * batch * filters * n_rows * n_frames * kernel_mels * kernel_steps

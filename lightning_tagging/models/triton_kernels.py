@@ -1,0 +1,261 @@
+"""Triton kernels for musicnn's fused front-end branch: the conv computed and reduced in registers.
+
+The conv of one branch is ``conv[b, c, f, t] = bias[c, t] + Σ_{i<kh, j<kw} w[c, i, j] · x[b, f + i, t + j]``
+over a valid (unpadded) window: ``x`` ``[B, 1, F, T]`` is padded in time first, ``w`` is
+``[C, 1, kh, kw]`` and the bias a map ``[C, T']`` over output frames (the input BatchNorm's
+folded shift varies at the padded edges: ``input_bn_fold.py``). Flattening the kernel's taps,
+``k = i·kw + j``, makes each mel position's conv a matrix product of a ``[T, kh·kw]`` window
+matrix, gathered from ``x`` (which sits in cache), and the ``[kh·kw, C]`` weights: ``tl.dot``,
+on tensor cores.
+
+Each program owns one clip and a tile of frames × filters, and walks the mel positions:
+
+- ``forward_kernel`` keeps, per cell, the running max of ``flip·relu(conv)`` (``flip`` = −1
+  where BatchNorm's scale is negative: their min), its tie count and the sum over mel; per
+  filter, the mean and squared deviations over its cells, merged row by row (Chan et al.). The
+  conv output is never written.
+- ``grad_kernel`` recomputes the conv for a range of mel positions, with the same code and so
+  the same bits, and writes the gradient of the conv output:
+  ``where(y > 0, k0 + k1·y + [y = pooled]·dz, 0)`` (``fused_branch._chunk_grad_of_conv``).
+- ``weight_grad_kernel`` sums ``grad[b, c, f, t] · x[b, f + i, t + j]`` over clips, positions
+  and frames for a tile of filters × taps; clips are split among programs whose partial sums
+  the caller adds (no atomics: the same sums in the same order every run).
+
+Numbers: products accumulate in float32 (float64 for float64 inputs) and ``relu(conv)`` is
+rounded to the input dtype, as a library conv rounds its output. fp32 inputs run as TF32 when
+asked (``PRECISION``), as cuDNN's convs do by default.
+
+:func:`compile_for_gpu` compiles them for a GPU architecture on any machine, so a kernel that
+would not compile on an H100 fails in CPU tests; ``triton_interpreter.py`` runs them on a CPU.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+try:  # Triton comes with torch's Linux CUDA wheels; elsewhere these kernels are unavailable.
+    import triton
+    import triton.language as tl
+    import triton.language.core as tl_core  # noqa: F401 (the interpreter patches the modules kernels' globals name)
+except ImportError:  # pragma: no cover - exercised only where Triton is missing
+    triton = None
+
+# Tile sizes: frames × filters per program, and taps per matrix-product step. Not tuned on a GPU yet
+# (every dimension of a Triton tile must be a power of two and at least 16 for tl.dot).
+BLOCK_T, BLOCK_C, BLOCK_K = 64, 64, 32
+# The weight gradient's programs: filters × taps each, summing over frames BLOCK_T at a time; the
+# batch is split among at most WGRAD_SPLITS programs per tile, whose partial sums are then added.
+WGRAD_BLOCK_C, WGRAD_BLOCK_K, WGRAD_SPLITS = 64, 64, 32
+
+
+def available() -> bool:
+    """Whether Triton is importable (it is wherever torch's CUDA wheels for Linux are installed)."""
+    return triton is not None
+
+
+def require_triton() -> None:
+    """A clear error where Triton is missing."""
+    if triton is None:
+        from lightning_tagging.errors import UserError
+
+        raise UserError("conv_impl 'fused_triton' needs Triton (installed with torch's CUDA wheels on Linux); "
+                        "use 'fused' or 'mel_windows'")
+
+
+if triton is not None:
+
+    @triton.jit
+    def _rounded(v, OUT: tl.constexpr, ACC: tl.constexpr, EMULATED: tl.constexpr):
+        """``v`` rounded to ``OUT`` (to nearest, ties to even), held as ``ACC``.
+
+        ``EMULATED`` (Triton's interpreter, bf16): the interpreter's float32 → bf16 cast truncates
+        instead, which biased means and gradients in tests; round the bits here as GPUs do.
+        """
+        if EMULATED:
+            bits = v.to(tl.uint32, bitcast=True)
+            bits = (bits + (((bits >> 16) & 1) + 0x7FFF)) & 0xFFFF0000
+            return bits.to(tl.float32, bitcast=True)
+        else:
+            return v.to(OUT).to(ACC)
+
+    @triton.jit
+    def _conv_relu_row(x_ptr, w_ptr, bias, b, f, t, c, t_ok, c_ok, K, sxb, sxf, sxt, swc, swk,
+                       KW: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr,
+                       ACC: tl.constexpr, OUT: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr):
+        """``relu(conv)`` at mel position ``f``, frames ``t`` × filters ``c``: rounded to ``OUT``, held as ``ACC``."""
+        acc = tl.zeros((BLOCK_T, BLOCK_C), dtype=ACC)
+        for k0 in range(0, K, BLOCK_K):
+            k = k0 + tl.arange(0, BLOCK_K)
+            k_ok = k < K
+            rows = f + k // KW
+            cols = t[:, None] + (k % KW)[None, :]
+            a = tl.load(x_ptr + b * sxb + rows[None, :] * sxf + cols * sxt, mask=t_ok[:, None] & k_ok[None, :],
+                        other=0.0)
+            w = tl.load(w_ptr + c[None, :] * swc + k[:, None] * swk, mask=k_ok[:, None] & c_ok[None, :], other=0.0)
+            if UPCAST:  # the interpreter's tl.dot mishandles bf16 operands (exact in float32)
+                a, w = a.to(ACC), w.to(ACC)
+            acc = tl.dot(a, w, acc, input_precision=PRECISION, out_dtype=ACC)
+        return _rounded(tl.maximum(acc + bias, 0.0), OUT, ACC, UPCAST)
+
+    @triton.jit
+    def forward_kernel(x_ptr, w_ptr, bias_ptr, sign_ptr, value_ptr, ties_ptr, total_ptr, mean_ptr, m2_ptr,
+                        F_OUT, T_OUT, C, K, sxb, sxf, sxt, swc, swk, sbc, sbt,
+                        KW: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr,
+                        ACC: tl.constexpr, OUT: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr):
+        """One program: clip ``b``, a tile of frames × filters, every mel position (see forward_partials)."""
+        b = tl.program_id(0)
+        tile_t = tl.program_id(1)
+        t = tile_t * BLOCK_T + tl.arange(0, BLOCK_T)
+        c = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
+        t_ok, c_ok = t < T_OUT, c < C
+        valid = t_ok[:, None] & c_ok[None, :]
+        bias = tl.load(bias_ptr + c[None, :] * sbc + t[:, None] * sbt, mask=valid, other=0.0).to(ACC)
+        # Pool the max of flip·y: the min of y for filters whose BatchNorm scale is negative.
+        flip = tl.where(tl.load(sign_ptr + c, mask=c_ok, other=1.0) < 0, -1.0, 1.0).to(ACC)
+        best = tl.full((BLOCK_T, BLOCK_C), float("-inf"), ACC)
+        ties = tl.zeros((BLOCK_T, BLOCK_C), tl.int32)
+        total = tl.zeros((BLOCK_T, BLOCK_C), ACC)
+        # Per-filter mean and sum of squared deviations over (mel, frames), merged row by row (Chan et al.).
+        mean = tl.zeros((BLOCK_C,), ACC)
+        m2 = tl.zeros((BLOCK_C,), ACC)
+        n_row = tl.sum(t_ok.to(ACC), axis=0)
+        for f in range(0, F_OUT):
+            y = _conv_relu_row(x_ptr, w_ptr, bias, b, f, t, c, t_ok, c_ok, K, sxb, sxf, sxt, swc, swk,
+                               KW, BLOCK_T, BLOCK_C, BLOCK_K, ACC, OUT, PRECISION, UPCAST)
+            v = y * flip[None, :]
+            ties = tl.where(v > best, 1, tl.where(v == best, ties + 1, ties))
+            best = tl.maximum(best, v)
+            total += y
+            row_mean = tl.sum(tl.where(t_ok[:, None], y, 0.0), axis=0) / n_row
+            deviation = tl.where(t_ok[:, None], y - row_mean[None, :], 0.0)
+            seen = (f * n_row).to(ACC)
+            delta = row_mean - mean
+            mean += delta * (n_row / (seen + n_row))
+            m2 += tl.sum(deviation * deviation, axis=0) + delta * delta * (seen * n_row / (seen + n_row))
+        cells = b * C * T_OUT + c[None, :] * T_OUT + t[:, None]  # [B, C, T'] outputs
+        tl.store(value_ptr + cells, (best * flip[None, :]).to(OUT), mask=valid)
+        tl.store(ties_ptr + cells, ties, mask=valid)
+        tl.store(total_ptr + cells, total, mask=valid)
+        partial = (b * tl.num_programs(1) + tile_t) * C + c  # [B, tiles of T', C] statistics
+        tl.store(mean_ptr + partial, mean, mask=c_ok)
+        tl.store(m2_ptr + partial, m2, mask=c_ok)
+
+    @triton.jit
+    def grad_kernel(x_ptr, w_ptr, bias_ptr, pooled_ptr, k0_ptr, k1_ptr, dz_ptr, grad_ptr, matched_ptr,
+                     F_START, F_STOP, T_OUT, C, K, sxb, sxf, sxt, swc, swk, sbc, sbt,
+                     KW: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr,
+                     ACC: tl.constexpr, OUT: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr):
+        """One program: clip ``b``, a tile of frames × filters, mel positions ``F_START:F_STOP`` (see grad_of_conv)."""
+        b = tl.program_id(0)
+        t = tl.program_id(1) * BLOCK_T + tl.arange(0, BLOCK_T)
+        c = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
+        t_ok, c_ok = t < T_OUT, c < C
+        valid = t_ok[:, None] & c_ok[None, :]
+        bias = tl.load(bias_ptr + c[None, :] * sbc + t[:, None] * sbt, mask=valid, other=0.0).to(ACC)
+        cells = b * C * T_OUT + c[None, :] * T_OUT + t[:, None]
+        pooled = tl.load(pooled_ptr + cells, mask=valid, other=float("nan")).to(ACC)
+        dz = tl.load(dz_ptr + cells, mask=valid, other=0.0).to(ACC)
+        k0 = tl.load(k0_ptr + c, mask=c_ok, other=0.0).to(ACC)
+        k1 = tl.load(k1_ptr + c, mask=c_ok, other=0.0).to(ACC)
+        matched = tl.zeros((BLOCK_T, BLOCK_C), tl.int32)
+        n_rows = F_STOP - F_START
+        for f in range(F_START, F_STOP):
+            y = _conv_relu_row(x_ptr, w_ptr, bias, b, f, t, c, t_ok, c_ok, K, sxb, sxf, sxt, swc, swk,
+                               KW, BLOCK_T, BLOCK_C, BLOCK_K, ACC, OUT, PRECISION, UPCAST)
+            at_extreme = y == pooled
+            matched += at_extreme.to(tl.int32)
+            grad = k0[None, :] + y * k1[None, :] + tl.where(at_extreme, dz, 0.0)
+            grad = tl.where(y > 0, grad, 0.0)  # ReLU's gate: y > 0 exactly where the conv is
+            rows = ((b * C + c[None, :]) * n_rows + (f - F_START)) * T_OUT + t[:, None]  # [B, C, rows, T']
+            tl.store(grad_ptr + rows, _rounded(grad, OUT, ACC, UPCAST).to(OUT), mask=valid)
+        tl.store(matched_ptr + cells, matched, mask=valid)
+
+    @triton.jit
+    def weight_grad_kernel(x_ptr, grad_ptr, out_ptr, B, N_ROWS, F_START, T_OUT, C, K, sxb, sxf, sxt,
+                            KW: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr,
+                            ACC: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr):
+        """One program: filters × taps tile of ``Σ_{b, f, t} grad[b, c, f, t] · x[b, f + i, t + j]`` over its clips."""
+        c = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
+        k = tl.program_id(1) * BLOCK_K + tl.arange(0, BLOCK_K)
+        split, n_splits = tl.program_id(2), tl.num_programs(2)
+        c_ok, k_ok = c < C, k < K
+        acc = tl.zeros((BLOCK_C, BLOCK_K), dtype=ACC)
+        for b in range(split, B, n_splits):
+            for f in range(0, N_ROWS):
+                for t0 in range(0, T_OUT, BLOCK_T):
+                    t = t0 + tl.arange(0, BLOCK_T)
+                    t_ok = t < T_OUT
+                    g = tl.load(grad_ptr + ((b * C + c[:, None]) * N_ROWS + f) * T_OUT + t[None, :],
+                                mask=c_ok[:, None] & t_ok[None, :], other=0.0)
+                    rows = F_START + f + k // KW
+                    cols = t[:, None] + (k % KW)[None, :]
+                    a = tl.load(x_ptr + b * sxb + rows[None, :] * sxf + cols * sxt,
+                                mask=t_ok[:, None] & k_ok[None, :], other=0.0)
+                    if UPCAST:
+                        g, a = g.to(ACC), a.to(ACC)
+                    acc = tl.dot(g, a, acc, input_precision=PRECISION, out_dtype=ACC)
+        tl.store(out_ptr + (split * C + c[:, None]) * K + k[None, :], acc, mask=c_ok[:, None] & k_ok[None, :])
+
+
+_TRITON_DTYPES = {torch.float64: "float64", torch.float32: "float32", torch.bfloat16: "bfloat16",
+                  torch.float16: "float16"}
+
+
+def kernel_constants(x: torch.Tensor) -> dict[str, Any]:
+    """The dtype-dependent compile-time constants: accumulator, output rounding, tl.dot precision."""
+    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+    if x.dtype == torch.float64 or (x.dtype == torch.float32 and not torch.backends.cudnn.allow_tf32):
+        precision = "ieee"
+    else:
+        precision = "tf32"  # (ignored for bf16/fp16 operands)
+    return {
+        "ACC": getattr(tl, _TRITON_DTYPES[acc]),
+        "OUT": getattr(tl, _TRITON_DTYPES[x.dtype]),
+        "PRECISION": precision,
+        # On a CPU (the interpreter), bf16 works around two of its flaws: see tl.dot's operands and _rounded.
+        "UPCAST": x.device.type == "cpu" and x.dtype == torch.bfloat16,
+    }
+
+
+# What each kernel's pointers point to: the input dtype, the accumulator's, or int32.
+_POINTER_DTYPES = {
+    "forward_kernel": {"x_ptr": "in", "w_ptr": "in", "bias_ptr": "acc", "sign_ptr": "acc", "value_ptr": "in",
+                        "ties_ptr": "i32", "total_ptr": "acc", "mean_ptr": "acc", "m2_ptr": "acc"},
+    "grad_kernel": {"x_ptr": "in", "w_ptr": "in", "bias_ptr": "acc", "pooled_ptr": "in", "k0_ptr": "acc",
+                     "k1_ptr": "acc", "dz_ptr": "acc", "grad_ptr": "in", "matched_ptr": "i32"},
+    "weight_grad_kernel": {"x_ptr": "in", "grad_ptr": "in", "out_ptr": "acc"},
+}
+_SHORT_NAMES = {torch.float64: "fp64", torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+
+
+def compile_for_gpu(dtype: torch.dtype, arch: int = 90, kernel_width: int = 7,
+                    tf32: bool = True) -> dict[str, dict[str, int]]:
+    """Compile every kernel for an NVIDIA GPU of compute capability ``arch`` (90: H100/H200) without one.
+
+    What a launch on that GPU would compile for ``dtype`` inputs, down to machine code (Triton's
+    bundled ``ptxas``): a kernel that does not compile, or needs more shared memory than the GPU
+    has, fails here, on any machine. Returns per kernel its shared memory (bytes) and warps.
+    """
+    require_triton()
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    acc = torch.float64 if dtype == torch.float64 else torch.float32
+    precision = "ieee" if dtype == torch.float64 or (dtype == torch.float32 and not tf32) else "tf32"
+    common = {"KW": kernel_width, "BLOCK_T": BLOCK_T, "ACC": getattr(tl, _TRITON_DTYPES[acc]),
+              "PRECISION": precision, "UPCAST": False}
+    conv = {**common, "BLOCK_C": BLOCK_C, "BLOCK_K": BLOCK_K, "OUT": getattr(tl, _TRITON_DTYPES[dtype])}
+    constants = {"forward_kernel": conv, "grad_kernel": conv,
+                 "weight_grad_kernel": {**common, "BLOCK_C": WGRAD_BLOCK_C, "BLOCK_K": WGRAD_BLOCK_K}}
+    names = {"in": _SHORT_NAMES[dtype], "acc": _SHORT_NAMES[acc], "i32": "i32"}
+    found = {}
+    for name, pointers in _POINTER_DTYPES.items():
+        kernel = globals()[name]
+        signature = {arg: "constexpr" if arg in constants[name] else
+                     ("*" + names[pointers[arg]] if arg in pointers else "i32") for arg in kernel.arg_names}
+        compiled = triton.compile(ASTSource(fn=kernel, signature=signature, constexprs=constants[name]),
+                                  target=GPUTarget("cuda", arch, 32))
+        found[name] = {"shared_bytes": compiled.metadata.shared, "warps": compiled.metadata.num_warps}
+    return found
