@@ -24,6 +24,10 @@ def musicnn(conv_impl: str) -> str:
     return json.dumps({"conv_impl": conv_impl, "width": 0.1}, sort_keys=True)
 
 
+def samplecnn(block_impl: str) -> str:
+    return json.dumps({"block_impl": block_impl})
+
+
 # The quick plan with conv implementations conv2d, mel_windows and one that does not exist, after the
 # baseline: library convs on the BN'd spectrogram (Musicnn.plain_args).
 PLAIN = json.dumps({"conv_impl": "conv2d", "fold_input_bn": False, "width": 0.1}, sort_keys=True)
@@ -36,8 +40,10 @@ EXPECTED_MODEL_ROWS = [
     ModelConfig("musicnn", 2, "bf16-mixed", backbone_args=musicnn("mel_windows")),
     ModelConfig("musicnn", 2, "fp32", backbone_args=musicnn("no_such_impl")),
     ModelConfig("musicnn", 2, "bf16-mixed", backbone_args=musicnn("no_such_impl")),
-    ModelConfig("samplecnn", 2, "fp32"),
-    ModelConfig("samplecnn", 2, "bf16-mixed"),
+    ModelConfig("samplecnn", 2, "fp32", backbone_args=samplecnn("plain")),  # its own baseline (SampleCNN.plain_args)
+    ModelConfig("samplecnn", 2, "bf16-mixed", backbone_args=samplecnn("plain")),
+    ModelConfig("samplecnn", 2, "fp32", backbone_args=samplecnn("pool_first")),
+    ModelConfig("samplecnn", 2, "bf16-mixed", backbone_args=samplecnn("pool_first")),
 ]
 # After the fit rows: the rows that vary another setting (the quick plan has no second batch).
 VARIANT_ROWS = [
@@ -46,10 +52,11 @@ VARIANT_ROWS = [
     ModelConfig("samplecnn", 2, "fp32", cudnn_benchmark=True),
 ]
 COMPILED = ModelConfig("musicnn", 2, "fp32", compile=True, backbone_args=musicnn("conv2d"), compile_backend="eager")
-# musicnn's fit row runs the conv implementation that was fastest in its model rows (fp32, batch 2).
+# Each fit row runs the implementation that was fastest in its model rows (fp32, batch 2).
 # With --ddp-devices 2, musicnn's fit row runs again on two DDP processes (gloo on a CPU).
 # Then both again with model.compile (the quick plan: the compiler's eager backend), in their own processes.
-EXPECTED_FIT_ROWS = ["musicnn b=2 32-true, 1 workers, conv_impl {fastest}", "samplecnn b=2 32-true, 1 workers",
+EXPECTED_FIT_ROWS = ["musicnn b=2 32-true, 1 workers, conv_impl {fastest}",
+                     "samplecnn b=2 32-true, 1 workers, block_impl {fastest_block}",
                      "musicnn b=2 32-true, 1 workers, model.compile (eager)",
                      "samplecnn b=2 32-true, 1 workers, model.compile (eager)",
                      "musicnn b=2 per device 32-true, 1 workers each, × 2 devices"]
@@ -67,7 +74,11 @@ def test_quick_suite_measures_every_row_and_records_failures(tmp_path: Path) -> 
     rows = {row["label"]: row for row in suite["rows"]}
     speeds = {impl: rows[ModelConfig("musicnn", 2, "fp32", backbone_args=musicnn(impl)).label]["result"]
               ["train_clips_per_s"] for impl in ("conv2d", "mel_windows")}
-    fit_labels = [label.format(fastest=max(speeds, key=speeds.__getitem__)) for label in EXPECTED_FIT_ROWS]
+    block_speeds = {impl: rows[ModelConfig("samplecnn", 2, "fp32", backbone_args=samplecnn(impl)).label]["result"]
+                    ["train_clips_per_s"] for impl in ("plain", "pool_first")}
+    fit_labels = [label.format(fastest=max(speeds, key=speeds.__getitem__),
+                               fastest_block=max(block_speeds, key=block_speeds.__getitem__))
+                  for label in EXPECTED_FIT_ROWS]
     expected_labels = ([c.label for c in EXPECTED_MODEL_ROWS] + fit_labels + [c.label for c in VARIANT_ROWS]
                        + [COMPILED.label])
     # The rows the targets need first, so a budget that runs out costs the least; compiled last:
@@ -105,7 +116,8 @@ def test_quick_suite_measures_every_row_and_records_failures(tmp_path: Path) -> 
         assert row["result"]["compile"] == ("model.compile" in label)
         assert row["details"]["command"][:3] == ["lt", "bench", "fit"]  # how to reproduce the row
     # The compiled musicnn row runs the faster implementation made of library ops (here: of the two).
-    assert rows[fit_labels[2]]["details"]["conv_impl"] == max(speeds, key=speeds.__getitem__)
+    assert rows[fit_labels[2]]["details"]["impl"] == max(speeds, key=speeds.__getitem__)
+    assert rows[fit_labels[3]]["details"]["impl"] == max(block_speeds, key=block_speeds.__getitem__)
     ddp = rows[fit_labels[-1]]["result"]
     assert ddp["devices"] == 2 and ddp["rank"] == 0
 
@@ -132,6 +144,8 @@ def test_the_full_plan_runs_the_rows_the_targets_need_first(tmp_path: Path) -> N
     assert before and all(c.batch == 256 and not is_variant(c) for c in before)
     impls = {json.loads(c.backbone_args).get("conv_impl") for c in before if c.backbone == "musicnn"}
     assert impls == {"conv2d", "mel_windows", "mel_band", "fused", "fused_compiled", "fused_triton"}
+    blocks = {json.loads(c.backbone_args).get("block_impl") for c in before if c.backbone == "samplecnn"}
+    assert blocks == {"plain", "pool_first"}
     after = [ModelConfig(**row.details["config"]) for row in rows[first_fit:] if row.kind == "model"]
     assert {c.batch for c in after if not is_variant(c)} == {16}
     assert [c.compile for c in after] == sorted(c.compile for c in after)  # compiled ones last

@@ -46,15 +46,25 @@ def run_both(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d, chunk_element
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                 out = (conv_relu_bn_max_over_mel(xs, c, b, chunk_elements, compile_epilogues=compiled) if fused
                        else plain(xs, c, b))
-            weights = torch.linspace(-1, 1, out.numel(), dtype=torch.float64, device=device).reshape(out.shape)
-            (out.double() * (weights + step)).sum().backward()
-        found = {
-            "out": out.detach().double(), "x": xs.grad, "weight": c.weight.grad, "bias": c.bias.grad,
-            "gamma": b.weight.grad, "beta": b.bias.grad, "running_mean": b.running_mean,
-            "running_var": b.running_var, "batches": b.num_batches_tracked,
-        }
-        results.append({name: value.detach().cpu().clone() for name, value in found.items()})
+            backward_weighted(out, step)
+        results.append(branch_state(out, xs, c, b))
     return results
+
+
+def backward_weighted(out: torch.Tensor, step: int) -> None:
+    """Backward of a loss that weighs every output differently (and differently at every step)."""
+    weights = torch.linspace(-1, 1, out.numel(), dtype=torch.float64, device=out.device).reshape(out.shape)
+    (out.double() * (weights + step)).sum().backward()
+
+
+def branch_state(out: torch.Tensor, x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> dict[str, torch.Tensor]:
+    """The output, the gradients of the input and of every parameter, and BN's buffers, on the CPU."""
+    found = {
+        "out": out.detach().double(), "x": x.grad, "weight": conv.weight.grad, "bias": conv.bias.grad,
+        "gamma": bn.weight.grad, "beta": bn.bias.grad, "running_mean": bn.running_mean,
+        "running_var": bn.running_var, "batches": bn.num_batches_tracked,
+    }
+    return {name: value.detach().cpu().clone() for name, value in found.items() if value is not None}
 
 
 def assert_same(results: list[dict[str, torch.Tensor]], rtol: float, atol: float) -> None:

@@ -16,7 +16,7 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from test_fused_branch import assert_same, make_branch, plain
+from test_fused_branch import assert_same, backward_weighted, branch_state, make_branch, plain
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils.flop_counter import FlopCounterMode
@@ -47,16 +47,10 @@ def run_both(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d, device: torch
                     out = plain(xs, c, b)
                 else:
                     out = b(F.relu(F.conv2d(xs, c.weight) + bias[None, :, None, :])).amax(dim=2)
-            weights = torch.linspace(-1, 1, out.numel(), dtype=torch.float64, device=device).reshape(out.shape)
-            (out.double() * (weights + step)).sum().backward()
-        found = {
-            "out": out.detach().double(), "x": xs.grad, "weight": c.weight.grad, "bias": c.bias.grad,
-            "gamma": b.weight.grad, "beta": b.bias.grad, "running_mean": b.running_mean,
-            "running_var": b.running_var, "batches": b.num_batches_tracked,
-        }
+            backward_weighted(out, step)
+        results.append(branch_state(out, xs, c, b))
         if extra is not None:
-            found["bias_map"] = extra.grad
-        results.append({name: value.detach().cpu().clone() for name, value in found.items()})
+            results[-1]["bias_map"] = extra.grad.cpu()
     return results
 
 

@@ -8,11 +8,12 @@ wheels and keeps the corpus out of the folder that comes back).
 
 Runs, in this order (the lists are the constants below), the rows that decide the targets first:
 
-1. `lt bench model` rows at batch 256: musicnn and samplecnn, fp32 and bf16-mixed, musicnn with
-   each conv implementation; each next to its plain eager fp32 baseline (added automatically);
+1. `lt bench model` rows at batch 256: musicnn and samplecnn, fp32 and bf16-mixed, each with
+   each of its implementations (musicnn's ``conv_impl``, samplecnn's ``block_impl``: ``IMPL_ARGUMENTS``);
+   each next to its plain eager fp32 baseline (added automatically);
 2. `lt bench fit` rows at batch 256, from synthetic PCM16 shards built in ``SCRATCH/corpus``
    (reused by a rerun), with as many DataLoader workers as the CPUs allow: both backbones in
-   bf16-mixed, musicnn with the conv implementation that was fastest in the model rows at that
+   bf16-mixed, each with the implementation that was fastest in the model rows at that
    batch and precision; then both again with ``model.compile`` (musicnn with the fastest of conv2d,
    mel_windows and mel_band; each in its own process, as a compiler crash or hang must cost that row only);
    then both in 32-true;
@@ -68,6 +69,12 @@ MODEL_BACKBONES = ("musicnn", "samplecnn")
 MODEL_BATCHES = (16, 256)
 MODEL_PRECISIONS = ("fp32", "bf16-mixed")
 MUSICNN_CONV_IMPLS = ("conv2d", "mel_windows", "mel_band", "fused", "fused_compiled", "fused_triton")
+SAMPLECNN_BLOCK_IMPLS = ("plain", "pool_first")
+# The constructor argument that picks each backbone's implementation (the model rows vary it, the fit
+# rows set the fastest), and what compiled fit rows choose from: implementations made of library ops
+# (musicnn's fused ones hold an autograd.Function with a Python loop of their own).
+IMPL_ARGUMENTS = {"musicnn": "conv_impl", "samplecnn": "block_impl"}
+COMPILED_IMPLS = {"musicnn": ("conv2d", "mel_windows", "mel_band"), "samplecnn": SAMPLECNN_BLOCK_IMPLS}
 LARGE_BATCH, LARGE_PRECISION = 256, "bf16-mixed"  # of the compile, channels_last and fit rows
 COMPILE_BACKBONES = ("musicnn", "samplecnn")  # with library convs
 COMPILE_MODE = "default"  # "reduce-overhead" adds CUDA graphs; "max-autotune" takes minutes to tune
@@ -76,7 +83,6 @@ CUDNN_BENCHMARK_BACKBONES = ("musicnn", "samplecnn")  # with library convs: does
 FIT_BACKBONES = ("musicnn", "samplecnn")
 FIT_PRECISIONS = ("bf16-mixed", "32-true")  # in this order: bf16 is what the targets need
 FIT_COMPILE_PRECISIONS = ("bf16-mixed",)  # fit rows again with model.compile, after the eager ones
-COMPILED_CONV_IMPLS = ("conv2d", "mel_windows", "mel_band")  # what compiled fit rows choose from (library ops)
 # The front-end and backbone classes `lt fit` gets for each backbone (as experiments/matrices/ switch them).
 FIT_MODELS = {
     "musicnn": ("lightning_tagging.frontends.LogMel", "lightning_tagging.models.Musicnn"),
@@ -93,6 +99,7 @@ class Plan:
     batches: tuple[int, ...] = MODEL_BATCHES
     precisions: tuple[str, ...] = MODEL_PRECISIONS
     conv_impls: tuple[str, ...] = MUSICNN_CONV_IMPLS
+    samplecnn_block_impls: tuple[str, ...] = SAMPLECNN_BLOCK_IMPLS
     large_batch: int = LARGE_BATCH
     large_precision: str = LARGE_PRECISION
     compile_backbones: tuple[str, ...] = COMPILE_BACKBONES
@@ -127,28 +134,39 @@ QUICK = Plan(batches=(2,), large_batch=2, large_precision="fp32", compile_backbo
              fit_workers=1, fit_steps=1, fit_warmup=1, patches_per_clip=4, clips=8, clip_seconds=4.0, shard_size=2)
 
 
+def implementations(plan: Plan, backbone: str) -> tuple[str | None, ...]:
+    """The implementations the model rows of ``backbone`` try (None: the backbone has no such choice)."""
+    return {"musicnn": plan.conv_impls, "samplecnn": plan.samplecnn_block_impls}.get(backbone, (None,))
+
+
+def backbone_args(plan: Plan, backbone: str, impl: str | None = None) -> str:
+    """The JSON backbone kwargs of a model row: the plan's (musicnn's width), and ``impl`` if given."""
+    args = json.loads(plan.musicnn_args) if backbone == "musicnn" else {}
+    if impl is not None:
+        args[IMPL_ARGUMENTS[backbone]] = impl
+    return parse_backbone_args(json.dumps(args))
+
+
 def model_configs(plan: Plan) -> list[ModelConfig]:
     """The model rows, baselines included, in the order they run (compiled ones last)."""
-
-    def args(backbone: str, conv_impl: str | None = None) -> str:
-        if backbone != "musicnn":
-            return "{}"
-        extra = {} if conv_impl is None else {"conv_impl": conv_impl}
-        return parse_backbone_args(json.dumps({**json.loads(plan.musicnn_args), **extra}))
-
     configs = [
-        ModelConfig(backbone, batch, precision, backbone_args=args(backbone, impl))
+        ModelConfig(backbone, batch, precision, backbone_args=backbone_args(plan, backbone, impl))
         for backbone in plan.backbones
         for batch in plan.batches
-        for impl in (plan.conv_impls if backbone == "musicnn" else (None,))
+        for impl in implementations(plan, backbone)
         for precision in plan.precisions
     ]
+    # The rows that vary another setting run musicnn with library convs, samplecnn as it comes.
     large, precision = plan.large_batch, plan.large_precision
-    configs += [ModelConfig(b, large, precision, channels_last=True, backbone_args=args(b, "conv2d"))
+
+    def library(backbone: str) -> str:
+        return backbone_args(plan, backbone, "conv2d" if backbone == "musicnn" else None)
+
+    configs += [ModelConfig(b, large, precision, channels_last=True, backbone_args=library(b))
                 for b in plan.channels_last_backbones]
-    configs += [ModelConfig(b, large, precision, cudnn_benchmark=True, backbone_args=args(b, "conv2d"))
+    configs += [ModelConfig(b, large, precision, cudnn_benchmark=True, backbone_args=library(b))
                 for b in plan.cudnn_benchmark_backbones]
-    configs += [ModelConfig(b, large, precision, compile=True, backbone_args=args(b, "conv2d"),
+    configs += [ModelConfig(b, large, precision, compile=True, backbone_args=library(b),
                             compile_mode=plan.compile_mode, compile_backend=plan.compile_backend)
                 for b in plan.compile_backbones]
     ordered = with_baselines(configs)  # baselines are never compiled, so they stay ahead of the compiled rows
@@ -277,11 +295,11 @@ class Suite:
     def _run_fit(self, row: Row, backbone: str, precision: str) -> dict[str, Any]:
         corpus = self.corpus()
         args = fit_arguments(backbone, precision, corpus, self.scratch, self.plan, self.workers)
-        conv_impl = self.fastest_conv_impl(backbone, precision)
-        if conv_impl is not None:  # end to end with the implementation the model rows found fastest
-            args += ["--model.backbone.init_args.conv_impl", conv_impl]
-            row.label += f", conv_impl {conv_impl}"
-        row.details["conv_impl"] = conv_impl
+        impl = self.fastest_impl(backbone, precision)
+        if impl is not None:  # end to end with the implementation the model rows found fastest
+            args += [f"--model.backbone.init_args.{IMPL_ARGUMENTS[backbone]}", impl]
+            row.label += f", {IMPL_ARGUMENTS[backbone]} {impl}"
+        row.details["impl"] = impl
         warmup = max(self.plan.fit_warmup, self.workers)  # each worker's first batch waits for its start-up
         row.details["command"] = ["lt", "bench", "fit", "--precision", precision, "--steps",
                                   str(self.plan.fit_steps), "--warmup", str(warmup), *args]
@@ -313,18 +331,18 @@ class Suite:
         workers = self.ddp_workers(devices)
         run_name = f"{precision}-ddp{devices}" if devices > 1 else precision
         args = fit_arguments(backbone, run_name + "-compiled" * compiled, corpus, self.scratch, self.plan, workers)
-        # Compiled: the faster of the implementations made of library ops (the fused ones hold an
-        # autograd.Function of their own); on an H100 mel_windows, of conv2d and mel_windows (2026-11-26).
-        among = COMPILED_CONV_IMPLS if compiled else None
-        conv_impl = self.fastest_conv_impl(backbone, precision, among)
-        if compiled and conv_impl is None and backbone == "musicnn":
-            conv_impl = "conv2d"  # no model row measured them: library convs
-        if conv_impl is not None:
-            args += ["--model.backbone.init_args.conv_impl", conv_impl]
+        # Compiled: the fastest of COMPILED_IMPLS; for musicnn on an H100 mel_windows, of conv2d and
+        # mel_windows (2026-11-26).
+        among = COMPILED_IMPLS.get(backbone, ()) if compiled else None
+        impl = self.fastest_impl(backbone, precision, among)
+        if impl is None and among:
+            impl = among[0]  # no model row measured them: the first (musicnn: library convs)
+        if impl is not None:
+            args += [f"--model.backbone.init_args.{IMPL_ARGUMENTS[backbone]}", impl]
         if compiled:
             args += ["--model.compile", "true", "--model.compile_mode", self.plan.compile_mode,
                      "--model.compile_backend", self.plan.compile_backend]
-        row.details["conv_impl"] = conv_impl
+        row.details["impl"] = impl
         warmup = max(self.plan.fit_warmup, workers)
         command = ["bench", "fit", "--devices", str(devices), "--precision", precision, "--steps",
                    str(self.plan.fit_steps), "--warmup", str(warmup), "--json", *args]
@@ -340,16 +358,18 @@ class Suite:
         """DataLoader workers per DDP process: the fit rows' workers shared out among the processes."""
         return max(1, self.workers // devices) if self.workers else 0
 
-    def fastest_conv_impl(self, backbone: str, precision: str, among: tuple[str, ...] | None = None) -> str | None:
-        """The conv_impl of the fastest eager model row of ``backbone`` at the fit batch and precision, if any
-        (the plain baseline is the reference, not a candidate); with ``among``, of those implementations only."""
+    def fastest_impl(self, backbone: str, precision: str, among: tuple[str, ...] | None = None) -> str | None:
+        """The implementation (``IMPL_ARGUMENTS``) of the fastest eager model row of ``backbone`` at the fit
+        batch and precision, if any; with ``among``, of those implementations only. A row counts if setting
+        that one argument reproduces it (not musicnn's baseline, whose input BN is not folded)."""
         model_precision = "bf16-mixed" if precision.startswith("bf16") else "fp32"
+        key = IMPL_ARGUMENTS.get(backbone)
         candidates = []
         for config, result in self._results.items():
-            impl = json.loads(config.backbone_args).get("conv_impl")
+            impl = json.loads(config.backbone_args).get(key) if key else None
             if (impl is not None and (among is None or impl in among) and config.backbone == backbone
                     and config.batch == self.plan.large_batch and config.precision == model_precision
-                    and config != config.baseline and not is_variant(config)):
+                    and config.backbone_args == backbone_args(self.plan, backbone, impl) and not is_variant(config)):
                 candidates.append((result.train_clips_per_s, impl))
         return max(candidates)[1] if candidates else None
 
@@ -463,6 +483,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clips", type=int, default=None, help="synthetic clips for the fit rows (default: 1024)")
     parser.add_argument("--conv-impls", nargs="+", default=None,
                         help=f"musicnn conv implementations (default: {' '.join(MUSICNN_CONV_IMPLS)})")
+    parser.add_argument("--block-impls", nargs="+", default=None,
+                        help=f"samplecnn block implementations (default: {' '.join(SAMPLECNN_BLOCK_IMPLS)})")
     parser.add_argument("--ddp-devices", type=int, default=None,
                         help="one more fit row on this many DDP processes (default: every GPU, if several)")
     parser.add_argument("--device", default="auto")
@@ -474,6 +496,8 @@ def main(args: argparse.Namespace) -> int:
         plan = replace(plan, clips=args.clips)
     if args.conv_impls is not None:
         plan = replace(plan, conv_impls=tuple(args.conv_impls))
+    if args.block_impls is not None:
+        plan = replace(plan, samplecnn_block_impls=tuple(args.block_impls))
     if args.ddp_devices is not None:
         plan = replace(plan, ddp_devices=args.ddp_devices)
     device = resolve_device(args.device)

@@ -3,17 +3,29 @@
 Lee, Park, Kim & Nam, "Sample-level Deep Convolutional Neural Networks for Music
 Auto-tagging Using Raw Waveforms", SMC 2017 — the 3^9 model: 59049 samples (3.69 s at
 16 kHz) are reduced by a factor 3 at every layer down to a single step.
+
+Each block's BatchNorm → ReLU → max-pool can run with the pool first (``block_impl="pool_first"``,
+``models/pool_first_bn.py``): the same function and weights, normalising 3× fewer values.
 """
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
+from lightning_tagging.errors import UserError
+
 from .base import Backbone, as_waveform
+from .pool_first_bn import maxpool_relu_bn
 
 # Output channels of the nine conv(3) + max-pool(3) blocks after the strided first layer.
 BLOCK_CHANNELS: tuple[int, ...] = (128, 128, 256, 256, 256, 256, 256, 256, 512)
+
+# How a block runs its conv → BN → ReLU → max-pool: module by module, or with the pool before
+# the normalisation (models/pool_first_bn.py). Same function, same parameters and buffers.
+BLOCK_IMPLS = ("plain", "pool_first")
 
 
 def _conv_bn_relu(c_in: int, c_out: int, kernel: int, stride: int = 1, padding: int = 0) -> nn.Sequential:
@@ -24,6 +36,24 @@ def _conv_bn_relu(c_in: int, c_out: int, kernel: int, stride: int = 1, padding: 
     )
 
 
+class _Block(nn.Sequential):
+    """conv(k3, pad 1) → BN → ReLU, then max-pool 3: ``[B, c_in, T]`` → ``[B, c_out, T // 3]``.
+
+    A ``Sequential`` of the same modules as always (so the same state_dict keys), whose forward
+    can skip the full-length BN and ReLU outputs (``impl="pool_first"``).
+    """
+
+    def __init__(self, c_in: int, c_out: int, impl: str) -> None:
+        super().__init__(_conv_bn_relu(c_in, c_out, kernel=3, padding=1), nn.MaxPool1d(3))
+        self.impl = impl
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.impl == "plain":
+            return super().forward(x)
+        conv, bn, _ = self[0]
+        return maxpool_relu_bn(conv(x), bn, pool=self[1].kernel_size)
+
+
 class SampleCNN(Backbone):
     """Lee et al. (SMC 2017) 3^9 SampleCNN.
 
@@ -32,16 +62,21 @@ class SampleCNN(Backbone):
     Layers (length after each in brackets): strided conv(128, k3, s3)+BN+ReLU [19683];
     nine × [conv(k3, pad 1)+BN+ReLU, max-pool 3] with 128,128,256,256,256,256,256,256,512
     filters [6561 … 1]; conv(512, k1)+BN+ReLU [1] (= :meth:`embed`, 512 features);
-    dropout; linear → ``n_tags``. 1,869,874 trainable parameters at 50 tags.
+    dropout; linear → ``n_tags``. 1,869,874 trainable parameters at 50 tags (either ``block_impl``).
 
     Args:
         n_tags: number of output logits.
         dropout: dropout probability before the classifier.
+        block_impl: how the nine blocks run; same weights, same function: ``"plain"`` (the
+            modules in order) or ``"pool_first"`` (max-pool the conv output, then normalise and
+            rectify 3× fewer values; ``models/pool_first_bn.py``).
     """
 
     input_kind = "waveform"
+    # The benchmarks' baseline: the modules in order, as a plain PyTorch port runs them.
+    plain_args: ClassVar[dict[str, object]] = {"block_impl": "plain"}
 
-    def __init__(self, n_tags: int = 50, dropout: float = 0.5) -> None:
+    def __init__(self, n_tags: int = 50, dropout: float = 0.5, block_impl: str = "plain") -> None:
         super().__init__()
         self.n_tags = n_tags
         self.input_length = 3 ** (len(BLOCK_CHANNELS) + 1)  # 59049
@@ -49,12 +84,20 @@ class SampleCNN(Backbone):
         blocks = []
         c_in = BLOCK_CHANNELS[0]
         for c_out in BLOCK_CHANNELS:
-            blocks.append(nn.Sequential(_conv_bn_relu(c_in, c_out, kernel=3, padding=1), nn.MaxPool1d(3)))
+            blocks.append(_Block(c_in, c_out, block_impl))
             c_in = c_out
         self.blocks = nn.Sequential(*blocks)
         self.head = _conv_bn_relu(c_in, 512, kernel=1)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(512, n_tags)
+        self.use_block_impl(block_impl)
+
+    def use_block_impl(self, block_impl: str) -> None:
+        """Switch how the blocks run (see ``block_impl``); weights and function are unchanged."""
+        if block_impl not in BLOCK_IMPLS:
+            raise UserError(f"unknown samplecnn block_impl {block_impl!r}; choose one of {BLOCK_IMPLS}")
+        for block in self.blocks:
+            block.impl = block_impl
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """512 features ``[B, 512]`` after the 1×1 conv of waveforms ``[B, 59049]``."""
