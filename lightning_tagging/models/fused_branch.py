@@ -38,8 +38,14 @@ reads and writes the whole chunk again (about 7 passes in forward and 10 in back
 that read the conv output once or twice and write only what is needed: the chunk's traffic,
 not its arithmetic, is what bounds this branch on a GPU.
 
+With ``epilogue="triton"`` (musicnn's ``conv_impl="fused_triton"``) the chunk's conv and its
+epilogue are one Triton kernel (``triton_branch.py``): the forward takes all mel positions in
+one launch and writes no conv output at all; the backward's kernel recomputes each chunk's conv
+and writes only its gradient.
+
 Tests compare outputs, all gradients and the running statistics with the plain
-``conv → relu → BatchNorm2d → amax`` in float64, float32 and bf16 autocast, eager and compiled.
+``conv → relu → BatchNorm2d → amax`` in float64, float32 and bf16 autocast, eager and compiled
+(``tests/test_fused_branch.py``, ``tests/test_triton_branch.py``).
 """
 
 from __future__ import annotations
@@ -351,12 +357,13 @@ class _ConvReluBatchNormMax(torch.autograd.Function):
                 *_compute_operands(x, weight), bias, sign.flatten())
             extremes.add(value, ties, total)
             moments.add(mean64, var64, count)
-        partials = _epilogue(_chunk_forward_partials, compiled)
-        for start, stop in _chunks(x.shape[2] - weight.shape[2] + 1, chunk) if impl != "triton" else ():
-            conv = _conv_rows(x, weight, bias, impl, start, stop)
-            value, ties, total, chunk_mean, chunk_var = partials(conv, sign)
-            extremes.add(value, ties, total)
-            moments.add(chunk_mean, chunk_var, conv.numel() // conv.shape[1])
+        else:
+            partials = _epilogue(_chunk_forward_partials, compiled)
+            for start, stop in _chunks(x.shape[2] - weight.shape[2] + 1, chunk):
+                conv = _conv_rows(x, weight, bias, impl, start, stop)
+                value, ties, total, chunk_mean, chunk_var = partials(conv, sign)
+                extremes.add(value, ties, total)
+                moments.add(chunk_mean, chunk_var, conv.numel() // conv.shape[1])
         mean64, var64 = moments.result()
         acc = _accumulation_dtype(x)
         mean, var = mean64.to(acc), var64.to(acc)
