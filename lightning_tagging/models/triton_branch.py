@@ -32,6 +32,7 @@ from .triton_kernels import (
     BLOCK_C,
     BLOCK_K,
     BLOCK_T,
+    NUM_WARPS,
     WGRAD_BLOCK_C,
     WGRAD_BLOCK_K,
     WGRAD_SPLITS,
@@ -91,7 +92,8 @@ def _extremes_op(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
     launch(_forward_kernel, (x.shape[0], means.shape[1], _cdiv(filters, BLOCK_C)),
            x, weight, bias, sign.to(total.dtype).contiguous(), value, ties, total, means, m2s,
            n_positions, n_frames, filters, taps, *strides,
-           KW=weight.shape[3], BLOCK_T=BLOCK_T, BLOCK_C=BLOCK_C, BLOCK_K=BLOCK_K, **kernel_constants(x))
+           KW=weight.shape[3], BLOCK_T=BLOCK_T, BLOCK_C=BLOCK_C, BLOCK_K=BLOCK_K, num_warps=NUM_WARPS,
+           **kernel_constants(x))
     return value, ties, total, means, m2s
 
 
@@ -136,7 +138,8 @@ def _grad_op(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, start: i
     launch(_grad_kernel, (x.shape[0], _cdiv(n_frames, BLOCK_T), _cdiv(filters, BLOCK_C)),
            x, weight, bias, pooled.contiguous(), k0.contiguous(), k1.contiguous(), dz.contiguous(),
            grad, matched, start, stop, n_frames, filters, taps, *strides,
-           KW=weight.shape[3], BLOCK_T=BLOCK_T, BLOCK_C=BLOCK_C, BLOCK_K=BLOCK_K, **kernel_constants(x))
+           KW=weight.shape[3], BLOCK_T=BLOCK_T, BLOCK_C=BLOCK_C, BLOCK_K=BLOCK_K, num_warps=NUM_WARPS,
+           **kernel_constants(x))
     return grad, matched
 
 
@@ -177,7 +180,7 @@ def _weight_grad_op(x: torch.Tensor, grad: torch.Tensor, start: int, kernel_mels
     launch(_weight_grad_kernel, (_cdiv(filters, WGRAD_BLOCK_C), _cdiv(taps, WGRAD_BLOCK_K), partial.shape[0]),
            x, grad, partial, batch, n_rows, start, n_frames, filters, taps, x.stride(0), x.stride(2), x.stride(3),
            KW=kernel_steps, BLOCK_T=BLOCK_T, BLOCK_C=WGRAD_BLOCK_C, BLOCK_K=WGRAD_BLOCK_K,
-           ACC=constants["ACC"], PRECISION=constants["PRECISION"], UPCAST=constants["UPCAST"])
+           ACC=constants["ACC"], PRECISION=constants["PRECISION"], UPCAST=constants["UPCAST"], num_warps=NUM_WARPS)
     return partial
 
 

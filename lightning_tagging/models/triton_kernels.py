@@ -31,6 +31,11 @@ would not compile on an H100 fails in CPU tests; ``triton_interpreter.py`` runs 
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -42,12 +47,19 @@ try:  # Triton comes with torch's Linux CUDA wheels; elsewhere these kernels are
 except ImportError:  # pragma: no cover - exercised only where Triton is missing
     triton = None
 
-# Tile sizes: frames × filters per program, and taps per matrix-product step. Not tuned on a GPU yet
-# (every dimension of a Triton tile must be a power of two and at least 16 for tl.dot).
-BLOCK_T, BLOCK_C, BLOCK_K = 64, 64, 32
-# The weight gradient's programs: filters × taps each, summing over frames BLOCK_T at a time; the
-# batch is split among at most WGRAD_SPLITS programs per tile, whose partial sums are then added.
-WGRAD_BLOCK_C, WGRAD_BLOCK_K, WGRAD_SPLITS = 64, 64, 32
+# Tile sizes: frames × filters per program, and taps per matrix-product step (every dimension of a
+# Triton tile must be a power of two and at least 16 for tl.dot). The weight gradient's programs:
+# filters × taps each, summing over frames BLOCK_T at a time; the batch is split among at most
+# WGRAD_SPLITS programs per tile, whose partial sums are then added.
+#
+# Not timed on a GPU yet. Chosen so that ptxas (sm_90, `compile_for_gpu`) spills no registers in bf16
+# and next to none in fp32 (TF32), as each program keeps the running extreme, tie count, sum and bias
+# of every cell of its tile: 64×64 tiles with 4 warps spilled 96–1,496 bytes per thread; with 8 warps
+# and 16 taps per step (32 for the weight gradient's 64×32 tiles) bf16 spills nothing and fp32 at
+# most 32 bytes, in the gradient kernel.
+BLOCK_T, BLOCK_C, BLOCK_K = 64, 64, 16
+WGRAD_BLOCK_C, WGRAD_BLOCK_K, WGRAD_SPLITS = 64, 32, 32
+NUM_WARPS = 8
 
 
 def available() -> bool:
@@ -236,7 +248,8 @@ def compile_for_gpu(dtype: torch.dtype, arch: int = 90, kernel_width: int = 7,
 
     What a launch on that GPU would compile for ``dtype`` inputs, down to machine code (Triton's
     bundled ``ptxas``): a kernel that does not compile, or needs more shared memory than the GPU
-    has, fails here, on any machine. Returns per kernel its shared memory (bytes) and warps.
+    has, fails here, on any machine. Returns per kernel its shared memory (bytes), warps, and what
+    ``ptxas -v`` reports of registers per thread and register spills (bytes stored per thread).
     """
     require_triton()
     from triton.backends.compiler import GPUTarget
@@ -256,6 +269,23 @@ def compile_for_gpu(dtype: torch.dtype, arch: int = 90, kernel_width: int = 7,
         signature = {arg: "constexpr" if arg in constants[name] else
                      ("*" + names[pointers[arg]] if arg in pointers else "i32") for arg in kernel.arg_names}
         compiled = triton.compile(ASTSource(fn=kernel, signature=signature, constexprs=constants[name]),
-                                  target=GPUTarget("cuda", arch, 32))
-        found[name] = {"shared_bytes": compiled.metadata.shared, "warps": compiled.metadata.num_warps}
+                                  target=GPUTarget("cuda", arch, 32), options={"num_warps": NUM_WARPS})
+        found[name] = {"shared_bytes": compiled.metadata.shared, "warps": compiled.metadata.num_warps,
+                       **_ptxas_usage(compiled.asm["ptx"], arch)}
     return found
+
+
+def _ptxas_usage(ptx: str, arch: int) -> dict[str, int]:
+    """Registers per thread and spilled bytes per thread of ``ptx``, from Triton's bundled ``ptxas -v``."""
+    ptxas = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
+    with tempfile.TemporaryDirectory() as folder:
+        source = Path(folder) / "kernel.ptx"
+        source.write_text(ptx)
+        suffix = "a" if arch >= 90 else ""  # (Triton targets sm_90a on Hopper)
+        report = subprocess.run([str(ptxas), f"-arch=sm_{arch}{suffix}", "-v", str(source), "-o", os.devnull],
+                                capture_output=True, text=True, check=True)
+    text = report.stdout + report.stderr
+    registers = re.search(r"Used (\d+) registers", text)
+    spills = re.search(r"(\d+) bytes spill stores", text)
+    return {"registers": int(registers.group(1)) if registers else -1,
+            "spill_bytes": int(spills.group(1)) if spills else 0}
