@@ -113,9 +113,9 @@ if triton is not None:
 
     @triton.jit
     def forward_kernel(x_ptr, w_ptr, bias_ptr, sign_ptr, value_ptr, ties_ptr, total_ptr, mean_ptr, m2_ptr,
-                        F_OUT, T_OUT, C, K, sxb, sxf, sxt, swc, swk, sbc, sbt,
-                        KW: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr,
-                        ACC: tl.constexpr, OUT: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr):
+                       F_OUT, T_OUT, C, K, sxb, sxf, sxt, swc, swk, sbc, sbt,
+                       KW: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr,
+                       ACC: tl.constexpr, OUT: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr):
         """One program: clip ``b``, a tile of frames × filters, every mel position (see forward_partials)."""
         b = tl.program_id(0)
         tile_t = tl.program_id(1)
@@ -156,9 +156,9 @@ if triton is not None:
 
     @triton.jit
     def grad_kernel(x_ptr, w_ptr, bias_ptr, pooled_ptr, k0_ptr, k1_ptr, dz_ptr, grad_ptr, matched_ptr,
-                     F_START, F_STOP, T_OUT, C, K, sxb, sxf, sxt, swc, swk, sbc, sbt,
-                     KW: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr,
-                     ACC: tl.constexpr, OUT: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr):
+                    F_START, F_STOP, T_OUT, C, K, sxb, sxf, sxt, swc, swk, sbc, sbt,
+                    KW: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr,
+                    ACC: tl.constexpr, OUT: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr):
         """One program: clip ``b``, a tile of frames × filters, mel positions ``F_START:F_STOP`` (see grad_of_conv)."""
         b = tl.program_id(0)
         t = tl.program_id(1) * BLOCK_T + tl.arange(0, BLOCK_T)
@@ -186,8 +186,8 @@ if triton is not None:
 
     @triton.jit
     def weight_grad_kernel(x_ptr, grad_ptr, out_ptr, B, N_ROWS, F_START, T_OUT, C, K, sxb, sxf, sxt,
-                            KW: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr,
-                            ACC: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr):
+                           KW: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr,
+                           ACC: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr):
         """One program: filters × taps tile of ``Σ_{b, f, t} grad[b, c, f, t] · x[b, f + i, t + j]`` over its clips."""
         c = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
         k = tl.program_id(1) * BLOCK_K + tl.arange(0, BLOCK_K)
@@ -234,9 +234,9 @@ def kernel_constants(x: torch.Tensor) -> dict[str, Any]:
 # What each kernel's pointers point to: the input dtype, the accumulator's, or int32.
 _POINTER_DTYPES = {
     "forward_kernel": {"x_ptr": "in", "w_ptr": "in", "bias_ptr": "acc", "sign_ptr": "acc", "value_ptr": "in",
-                        "ties_ptr": "i32", "total_ptr": "acc", "mean_ptr": "acc", "m2_ptr": "acc"},
+                       "ties_ptr": "i32", "total_ptr": "acc", "mean_ptr": "acc", "m2_ptr": "acc"},
     "grad_kernel": {"x_ptr": "in", "w_ptr": "in", "bias_ptr": "acc", "pooled_ptr": "in", "k0_ptr": "acc",
-                     "k1_ptr": "acc", "dz_ptr": "acc", "grad_ptr": "in", "matched_ptr": "i32"},
+                    "k1_ptr": "acc", "dz_ptr": "acc", "grad_ptr": "in", "matched_ptr": "i32"},
     "weight_grad_kernel": {"x_ptr": "in", "grad_ptr": "in", "out_ptr": "acc"},
 }
 _SHORT_NAMES = {torch.float64: "fp64", torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
