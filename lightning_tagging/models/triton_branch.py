@@ -33,29 +33,25 @@ from .triton_kernels import (
     BLOCK_K,
     BLOCK_T,
     NUM_WARPS,
+    TRITON_DTYPES,
     WGRAD_BLOCK_C,
     WGRAD_BLOCK_K,
     WGRAD_SPLITS,
+    accumulation_dtype,
     kernel_constants,
 )
 from .triton_kernels import forward_kernel as _forward_kernel
 from .triton_kernels import grad_kernel as _grad_kernel
 from .triton_kernels import weight_grad_kernel as _weight_grad_kernel
 
-_DTYPES = (torch.float64, torch.float32, torch.bfloat16, torch.float16)
-
 
 def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def _accumulation_dtype(x: torch.Tensor) -> torch.dtype:
-    return torch.float64 if x.dtype == torch.float64 else torch.float32
-
-
 def _check(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> tuple[int, int, int, int]:
     """Shapes ``(F', T', C, K)`` of a valid conv of ``x`` ``[B, 1, F, T]`` with ``weight`` ``[C, 1, kh, kw]``."""
-    if x.dtype not in _DTYPES or weight.dtype != x.dtype:
+    if x.dtype not in TRITON_DTYPES or weight.dtype != x.dtype:
         raise TypeError(f"fused_triton: x and weight must share a float dtype, got {x.dtype} and {weight.dtype}")
     if x.device.type == "cpu" and x.dtype == torch.float16:
         raise TypeError("fused_triton: float16 on a CPU (Triton's interpreter rounds it wrongly); use bfloat16")
@@ -75,7 +71,7 @@ def _check(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> tuple[i
 
 def _extremes_outputs(x: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """Allocated outputs of the forward kernel: value, ties, total ``[B, C, T']``; means, m2s ``[B, tiles, C]``."""
-    batch, filters, acc = x.shape[0], weight.shape[0], _accumulation_dtype(x)
+    batch, filters, acc = x.shape[0], weight.shape[0], accumulation_dtype(x.dtype)
     n_frames = x.shape[3] - weight.shape[3] + 1
     cells = (batch, filters, n_frames)
     partials = (batch, _cdiv(n_frames, BLOCK_T), filters)
@@ -187,7 +183,7 @@ def _weight_grad_op(x: torch.Tensor, grad: torch.Tensor, start: int, kernel_mels
 def _weight_grad_partial(x: torch.Tensor, grad: torch.Tensor, kernel_mels: int, kernel_steps: int) -> torch.Tensor:
     """Allocated partial sums ``[splits, C, kh·kw]`` of the weight gradient, one per group of clips."""
     batch, filters = grad.shape[:2]
-    return x.new_empty(min(batch, WGRAD_SPLITS), filters, kernel_mels * kernel_steps, dtype=_accumulation_dtype(x))
+    return x.new_empty(min(batch, WGRAD_SPLITS), filters, kernel_mels * kernel_steps, dtype=accumulation_dtype(x.dtype))
 
 
 @_weight_grad_op.register_fake

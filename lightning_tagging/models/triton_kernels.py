@@ -211,20 +211,26 @@ if triton is not None:
         tl.store(out_ptr + (split * C + c[:, None]) * K + k[None, :], acc, mask=c_ok[:, None] & k_ok[None, :])
 
 
-_TRITON_DTYPES = {torch.float64: "float64", torch.float32: "float32", torch.bfloat16: "bfloat16",
-                  torch.float16: "float16"}
+# The input dtypes the kernels take, by their names in triton.language.
+TRITON_DTYPES = {torch.float64: "float64", torch.float32: "float32", torch.bfloat16: "bfloat16",
+                 torch.float16: "float16"}
+
+
+def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
+    """What the kernels sum in for ``dtype`` inputs: float64 for float64, else float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def kernel_constants(x: torch.Tensor) -> dict[str, Any]:
     """The dtype-dependent compile-time constants: accumulator, output rounding, tl.dot precision."""
-    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+    acc = accumulation_dtype(x.dtype)
     if x.dtype == torch.float64 or (x.dtype == torch.float32 and not torch.backends.cudnn.allow_tf32):
         precision = "ieee"
     else:
         precision = "tf32"  # (ignored for bf16/fp16 operands)
     return {
-        "ACC": getattr(tl, _TRITON_DTYPES[acc]),
-        "OUT": getattr(tl, _TRITON_DTYPES[x.dtype]),
+        "ACC": getattr(tl, TRITON_DTYPES[acc]),
+        "OUT": getattr(tl, TRITON_DTYPES[x.dtype]),
         "PRECISION": precision,
         # On a CPU (the interpreter), bf16 works around two of its flaws: see tl.dot's operands and _rounded.
         "UPCAST": x.device.type == "cpu" and x.dtype == torch.bfloat16,
@@ -255,11 +261,11 @@ def compile_for_gpu(dtype: torch.dtype, arch: int = 90, kernel_width: int = 7,
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    acc = torch.float64 if dtype == torch.float64 else torch.float32
+    acc = accumulation_dtype(dtype)
     precision = "ieee" if dtype == torch.float64 or (dtype == torch.float32 and not tf32) else "tf32"
-    common = {"KW": kernel_width, "BLOCK_T": BLOCK_T, "ACC": getattr(tl, _TRITON_DTYPES[acc]),
+    common = {"KW": kernel_width, "BLOCK_T": BLOCK_T, "ACC": getattr(tl, TRITON_DTYPES[acc]),
               "PRECISION": precision, "UPCAST": False}
-    conv = {**common, "BLOCK_C": BLOCK_C, "BLOCK_K": BLOCK_K, "OUT": getattr(tl, _TRITON_DTYPES[dtype])}
+    conv = {**common, "BLOCK_C": BLOCK_C, "BLOCK_K": BLOCK_K, "OUT": getattr(tl, TRITON_DTYPES[dtype])}
     constants = {"forward_kernel": conv, "grad_kernel": conv,
                  "weight_grad_kernel": {**common, "BLOCK_C": WGRAD_BLOCK_C, "BLOCK_K": WGRAD_BLOCK_K}}
     names = {"in": _SHORT_NAMES[dtype], "acc": _SHORT_NAMES[acc], "i32": "i32"}
