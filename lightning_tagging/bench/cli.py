@@ -1,4 +1,4 @@
-"""`lt bench model | fit | data | suite | estimate`: argument parsing and dispatch."""
+"""`lt bench model | fit | data | suite | estimate | frontend`: argument parsing and dispatch."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import argparse
 from lightning_tagging.bench import data as bench_data
 from lightning_tagging.bench import estimate as bench_estimate
 from lightning_tagging.bench import fit as bench_fit
+from lightning_tagging.bench import frontend as bench_frontend
 from lightning_tagging.bench import model as bench_model
 from lightning_tagging.bench import suite as bench_suite
 
@@ -22,6 +23,8 @@ def main(argv: list[str]) -> int:
         "suite", help="model and fit rows for the README's performance table, in one command (one GPU)"))
     bench_estimate.add_arguments(commands.add_parser(
         "estimate", help="FLOPs and peak memory of a training step, from fake tensors (no device needed)"))
+    bench_frontend.add_arguments(commands.add_parser(
+        "frontend", help="musicnn's front-end alone: conv implementations and Triton tile choices, timed"))
     args, rest = parser.parse_known_args(argv)
     if args.command == "fit":
         return bench_fit.main(args, rest)
@@ -33,4 +36,6 @@ def main(argv: list[str]) -> int:
         return bench_suite.main(args)
     if args.command == "estimate":
         return bench_estimate.main(args)
+    if args.command == "frontend":
+        return bench_frontend.main(args)
     return bench_model.main(args)

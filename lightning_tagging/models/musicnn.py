@@ -40,6 +40,7 @@ we keep that order so ``pool_bn`` and ``dense`` load without permutation.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 import torch
@@ -62,6 +63,8 @@ BN_MOMENTUM = 0.01
 # "fused_compiled" (the same with each chunk's elementwise work fused by torch.compile), or
 # "fused_triton" (the conv inside the fusion: Triton kernels, models/triton_branch.py).
 FUSED_IMPLS = ("fused", "fused_compiled", "fused_triton")
+# The front-end's branches, in the order their outputs are concatenated.
+FRONTEND_BRANCHES = ("timbral_f74", "timbral_f77", "temporal_s1", "temporal_s2", "temporal_s3")
 BRANCH_IMPLS = (*IMPLEMENTATIONS, *FUSED_IMPLS)
 
 
@@ -264,6 +267,19 @@ class Musicnn(Backbone):
             and not impls & {"fused", "fused_compiled"}
         )
 
+    def frontend_branches(self, x: torch.Tensor, names: Sequence[str] = FRONTEND_BRANCHES) -> list[torch.Tensor]:
+        """The input BN and the front-end branches ``names`` (by default all five: most of musicnn's FLOPs).
+
+        Spectrograms ``[B, 1, n_mels, T]`` → each named branch's output ``[B, filters, T]``, in order.
+        """
+        check_spectrogram(x, self.n_mels, None, type(self).__name__)
+        branches = tuple(getattr(self, name) for name in names)
+        if self._folds_input_bn(x, branches):  # the same function, without the spectrogram's gradient
+            x = batch_normalized(self.input_bn, x)
+            return [branch(x, (self.input_bn.weight, self.input_bn.bias)) for branch in branches]
+        x = self.input_bn(x)
+        return [branch(x) for branch in branches]
+
     def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """All of musicnn's named intermediate features for spectrograms ``[B, 1, n_mels, T]``.
 
@@ -271,14 +287,7 @@ class Musicnn(Backbone):
         ``[B, midend_filters, T]`` (after the residual adds), ``max_pool``/``mean_pool``
         ``[B, 753]``, ``penultimate`` ``[B, dense_units]`` and ``logits`` ``[B, n_tags]``.
         """
-        check_spectrogram(x, self.n_mels, None, type(self).__name__)
-        branches = (self.timbral_f74, self.timbral_f77, self.temporal_s1, self.temporal_s2, self.temporal_s3)
-        if self._folds_input_bn(x, branches):  # the same function, without the spectrogram's gradient
-            x = batch_normalized(self.input_bn, x)
-            outputs = [branch(x, (self.input_bn.weight, self.input_bn.bias)) for branch in branches]
-        else:
-            x = self.input_bn(x)
-            outputs = [branch(x) for branch in branches]
+        outputs = self.frontend_branches(x)
         timbral = torch.cat(outputs[:2], dim=1)
         temporal = torch.cat(outputs[2:], dim=1)
         frontend = torch.cat([timbral, temporal], dim=1)  # [B, 561, T]

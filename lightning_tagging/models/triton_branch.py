@@ -17,29 +17,21 @@ Each kernel launch is a torch custom op (``torch.ops.lightning_tagging.*``) with
 implementation that only allocates the outputs, and a FLOP formula. So the model runs on fake
 tensors (``lt bench estimate``, the host-sync tests), its FLOPs and memory traffic are counted
 like any operator's (inputs read once, outputs written once: what the kernels move), and
-``torch.compile`` sees an opaque operator rather than a Python launcher.
+``torch.compile`` sees an opaque operator rather than a Python launcher. Each op also takes the
+tiling (``triton_kernels.tiles_in_use()``, as a list of ints), so its fake implementation and
+the kernel agree on the shapes of per-tile outputs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
 from torch.utils.flop_counter import register_flop_formula
 
 from .triton_interpreter import launch
-from .triton_kernels import (
-    BLOCK_C,
-    BLOCK_K,
-    BLOCK_T,
-    NUM_WARPS,
-    TRITON_DTYPES,
-    WGRAD_BLOCK_C,
-    WGRAD_BLOCK_K,
-    WGRAD_SPLITS,
-    accumulation_dtype,
-    kernel_constants,
-)
+from .triton_kernels import TRITON_DTYPES, Tiles, accumulation_dtype, kernel_constants, tiles_in_use
 from .triton_kernels import forward_kernel as _forward_kernel
 from .triton_kernels import grad_kernel as _grad_kernel
 from .triton_kernels import weight_grad_kernel as _weight_grad_kernel
@@ -47,6 +39,12 @@ from .triton_kernels import weight_grad_kernel as _weight_grad_kernel
 
 def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
+
+
+def _as_list(tiles: Tiles) -> list[int]:
+    """``tiles`` as the ops take it: a custom op's arguments are tensors and plain numbers. (Not
+    ``dataclasses.astuple``: its deep copy is a graph break for torch.compile.)"""
+    return [getattr(tiles, field.name) for field in dataclasses.fields(tiles)]
 
 
 def _check(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> tuple[int, int, int, int]:
@@ -69,33 +67,35 @@ def _check(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> tuple[i
 # --- forward -------------------------------------------------------------------------------
 
 
-def _extremes_outputs(x: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def _extremes_outputs(x: torch.Tensor, weight: torch.Tensor, tiles: Tiles) -> tuple[torch.Tensor, ...]:
     """Allocated outputs of the forward kernel: value, ties, total ``[B, C, T']``; means, m2s ``[B, tiles, C]``."""
     batch, filters, acc = x.shape[0], weight.shape[0], accumulation_dtype(x.dtype)
     n_frames = x.shape[3] - weight.shape[3] + 1
     cells = (batch, filters, n_frames)
-    partials = (batch, _cdiv(n_frames, BLOCK_T), filters)
+    partials = (batch, _cdiv(n_frames, tiles.frames), filters)
     return (x.new_empty(cells), x.new_empty(cells, dtype=torch.int32), x.new_empty(cells, dtype=acc),
             x.new_empty(partials, dtype=acc), x.new_empty(partials, dtype=acc))
 
 
 @torch.library.custom_op("lightning_tagging::conv_relu_extremes", mutates_args=())
-def _extremes_op(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
-                 sign: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _extremes_op(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, sign: torch.Tensor,
+                 tiles: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     n_positions, n_frames, filters, taps = _check(x, weight, bias)
-    value, ties, total, means, m2s = _extremes_outputs(x, weight)
+    chosen = Tiles(*tiles)
+    value, ties, total, means, m2s = _extremes_outputs(x, weight, chosen)
     strides = (x.stride(0), x.stride(2), x.stride(3), weight.stride(0), 1, bias.stride(0), bias.stride(1))
-    launch(_forward_kernel, (x.shape[0], means.shape[1], _cdiv(filters, BLOCK_C)),
+    launch(_forward_kernel, (x.shape[0], means.shape[1], _cdiv(filters, chosen.filters)),
            x, weight, bias, sign.to(total.dtype).contiguous(), value, ties, total, means, m2s,
            n_positions, n_frames, filters, taps, *strides,
-           KW=weight.shape[3], BLOCK_T=BLOCK_T, BLOCK_C=BLOCK_C, BLOCK_K=BLOCK_K, num_warps=NUM_WARPS,
-           **kernel_constants(x))
+           KW=weight.shape[3], BLOCK_T=chosen.frames, BLOCK_C=chosen.filters, BLOCK_K=chosen.taps,
+           **kernel_constants(x), **chosen.launch_options("forward_kernel"))
     return value, ties, total, means, m2s
 
 
 @_extremes_op.register_fake
-def _(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, sign: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    return _extremes_outputs(x, weight)
+def _(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, sign: torch.Tensor,
+      tiles: list[int]) -> tuple[torch.Tensor, ...]:
+    return _extremes_outputs(x, weight, Tiles(*tiles))
 
 
 def forward_partials(
@@ -112,9 +112,12 @@ def forward_partials(
     and biased variance of ``y`` over (b, f, t) (float64); and that count of elements per filter.
     """
     n_positions, n_frames, _, _ = _check(x, weight, bias)
-    value, ties, total, means, m2s = torch.ops.lightning_tagging.conv_relu_extremes(x, weight, bias, sign)
+    tiles = tiles_in_use()
+    value, ties, total, means, m2s = torch.ops.lightning_tagging.conv_relu_extremes(x, weight, bias, sign,
+                                                                                   _as_list(tiles))
     # Merge the per-program statistics in float64: each program saw n_positions · (its frames) elements.
-    frames_in_tile = (n_frames - torch.arange(means.shape[1], device=x.device) * BLOCK_T).clamp(max=BLOCK_T)
+    tile_starts = torch.arange(means.shape[1], device=x.device) * tiles.frames
+    frames_in_tile = (n_frames - tile_starts).clamp(max=tiles.frames)
     counts = (frames_in_tile * n_positions).double()[None, :, None]  # [1, tiles, 1]
     count = x.shape[0] * n_frames * n_positions
     mean = (means.double() * counts).sum(dim=(0, 1)) / count
@@ -127,15 +130,17 @@ def forward_partials(
 
 @torch.library.custom_op("lightning_tagging::conv_relu_grad", mutates_args=())
 def _grad_op(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, start: int, stop: int, pooled: torch.Tensor,
-             k0: torch.Tensor, k1: torch.Tensor, dz: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+             k0: torch.Tensor, k1: torch.Tensor, dz: torch.Tensor,
+             tiles: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
     _, n_frames, filters, taps = _check(x, weight, bias)
+    chosen = Tiles(*tiles)
     grad, matched = _grad_outputs(x, weight, start, stop)
     strides = (x.stride(0), x.stride(2), x.stride(3), weight.stride(0), 1, bias.stride(0), bias.stride(1))
-    launch(_grad_kernel, (x.shape[0], _cdiv(n_frames, BLOCK_T), _cdiv(filters, BLOCK_C)),
+    launch(_grad_kernel, (x.shape[0], _cdiv(n_frames, chosen.frames), _cdiv(filters, chosen.filters)),
            x, weight, bias, pooled.contiguous(), k0.contiguous(), k1.contiguous(), dz.contiguous(),
            grad, matched, start, stop, n_frames, filters, taps, *strides,
-           KW=weight.shape[3], BLOCK_T=BLOCK_T, BLOCK_C=BLOCK_C, BLOCK_K=BLOCK_K, num_warps=NUM_WARPS,
-           **kernel_constants(x))
+           KW=weight.shape[3], BLOCK_T=chosen.frames, BLOCK_C=chosen.filters, BLOCK_K=chosen.taps,
+           **kernel_constants(x), **chosen.launch_options("grad_kernel"))
     return grad, matched
 
 
@@ -163,32 +168,38 @@ def grad_of_conv(
     ``pooled`` (int32), for the check that the recomputed conv is the forward's.
     """
     return torch.ops.lightning_tagging.conv_relu_grad(x, weight, bias, start, stop, pooled, k0, k1,
-                                                       scaled_dz_at_extreme)
+                                                       scaled_dz_at_extreme, _as_list(tiles_in_use()))
 
 
 @torch.library.custom_op("lightning_tagging::conv_weight_grad", mutates_args=())
-def _weight_grad_op(x: torch.Tensor, grad: torch.Tensor, start: int, kernel_mels: int,
-                    kernel_steps: int) -> torch.Tensor:
+def _weight_grad_op(x: torch.Tensor, grad: torch.Tensor, start: int, kernel_mels: int, kernel_steps: int,
+                    tiles: list[int]) -> torch.Tensor:
     batch, filters, n_rows, n_frames = grad.shape
     taps = kernel_mels * kernel_steps
-    partial = _weight_grad_partial(x, grad, kernel_mels, kernel_steps)
+    chosen = Tiles(*tiles)
+    partial = _weight_grad_partial(x, grad, kernel_mels, kernel_steps, chosen)
     constants = kernel_constants(x)
-    launch(_weight_grad_kernel, (_cdiv(filters, WGRAD_BLOCK_C), _cdiv(taps, WGRAD_BLOCK_K), partial.shape[0]),
+    launch(_weight_grad_kernel, (_cdiv(filters, chosen.wgrad_filters), _cdiv(taps, chosen.wgrad_taps),
+                                 partial.shape[0]),
            x, grad, partial, batch, n_rows, start, n_frames, filters, taps, x.stride(0), x.stride(2), x.stride(3),
-           KW=kernel_steps, BLOCK_T=BLOCK_T, BLOCK_C=WGRAD_BLOCK_C, BLOCK_K=WGRAD_BLOCK_K,
-           ACC=constants["ACC"], PRECISION=constants["PRECISION"], UPCAST=constants["UPCAST"], num_warps=NUM_WARPS)
+           KW=kernel_steps, BLOCK_T=chosen.wgrad_frames, BLOCK_C=chosen.wgrad_filters, BLOCK_K=chosen.wgrad_taps,
+           ACC=constants["ACC"], PRECISION=constants["PRECISION"], UPCAST=constants["UPCAST"],
+           **chosen.launch_options("weight_grad_kernel"))
     return partial
 
 
-def _weight_grad_partial(x: torch.Tensor, grad: torch.Tensor, kernel_mels: int, kernel_steps: int) -> torch.Tensor:
+def _weight_grad_partial(x: torch.Tensor, grad: torch.Tensor, kernel_mels: int, kernel_steps: int,
+                         tiles: Tiles) -> torch.Tensor:
     """Allocated partial sums ``[splits, C, kh·kw]`` of the weight gradient, one per group of clips."""
     batch, filters = grad.shape[:2]
-    return x.new_empty(min(batch, WGRAD_SPLITS), filters, kernel_mels * kernel_steps, dtype=accumulation_dtype(x.dtype))
+    splits = min(batch, tiles.wgrad_splits)
+    return x.new_empty(splits, filters, kernel_mels * kernel_steps, dtype=accumulation_dtype(x.dtype))
 
 
 @_weight_grad_op.register_fake
-def _(x: torch.Tensor, grad: torch.Tensor, start: int, kernel_mels: int, kernel_steps: int) -> torch.Tensor:
-    return _weight_grad_partial(x, grad, kernel_mels, kernel_steps)
+def _(x: torch.Tensor, grad: torch.Tensor, start: int, kernel_mels: int, kernel_steps: int,
+      tiles: list[int]) -> torch.Tensor:
+    return _weight_grad_partial(x, grad, kernel_mels, kernel_steps, Tiles(*tiles))
 
 
 def weight_grad(x: torch.Tensor, grad: torch.Tensor, start: int, weight_shape: torch.Size) -> torch.Tensor:
@@ -197,7 +208,8 @@ def weight_grad(x: torch.Tensor, grad: torch.Tensor, start: int, weight_shape: t
     ``grad`` ``[B, C, rows, T']`` from :func:`grad_of_conv` (contiguous); ``x`` ``[B, 1, F, T]``.
     """
     filters, _, kernel_mels, kernel_steps = weight_shape
-    partial = torch.ops.lightning_tagging.conv_weight_grad(x, grad, start, kernel_mels, kernel_steps)
+    partial = torch.ops.lightning_tagging.conv_weight_grad(x, grad, start, kernel_mels, kernel_steps,
+                                                           _as_list(tiles_in_use()))
     return partial.sum(dim=0).view(filters, 1, kernel_mels, kernel_steps)
 
 
@@ -220,6 +232,6 @@ def _grad_flops(x_shape: Any, weight_shape: Any, bias_shape: Any, start: int, st
 
 @register_flop_formula(torch.ops.lightning_tagging.conv_weight_grad)
 def _weight_grad_flops(x_shape: Any, grad_shape: Any, start: int, kernel_mels: int, kernel_steps: int,
-                       **kwargs: Any) -> int:
+                       *args: Any, **kwargs: Any) -> int:
     batch, filters, n_rows, n_frames = grad_shape
     return 2 * batch * filters * n_rows * n_frames * kernel_mels * kernel_steps

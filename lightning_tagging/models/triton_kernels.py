@@ -35,6 +35,9 @@ import os
 import re
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,17 +52,85 @@ except ImportError:  # pragma: no cover - exercised only where Triton is missing
 
 # Tile sizes: frames × filters per program, and taps per matrix-product step (every dimension of a
 # Triton tile must be a power of two and at least 16 for tl.dot). The weight gradient's programs:
-# filters × taps each, summing over frames BLOCK_T at a time; the batch is split among at most
-# WGRAD_SPLITS programs per tile, whose partial sums are then added.
-#
+# filters × taps each, summing over frames ``wgrad_frames`` at a time; the batch is split among at
+# most ``wgrad_splits`` programs per tile, whose partial sums are then added.
+@dataclass(frozen=True)
+class Tiles:
+    """How the kernels tile their work, and their launch settings (warps per program, pipeline stages).
+
+    Every choice computes the same function; sums run in another order, so results differ in the
+    last bits between choices (never between runs of one choice). ``lt bench frontend --tiles``
+    times choices against each other on a GPU; :func:`compile_for_gpu` shows their registers and
+    spills on any machine. Written ``t64c64k16w8s3/wg64x32x64s32w8`` (:attr:`label`, :meth:`parse`).
+    """
+
+    frames: int = 64  # BLOCK_T of the forward and gradient kernels
+    filters: int = 64  # BLOCK_C
+    taps: int = 16  # BLOCK_K: taps per tl.dot step
+    warps: int = 8
+    stages: int = 3  # software-pipelining depth of the loads in the tap loops (Triton's default on CUDA)
+    wgrad_filters: int = 64  # the weight gradient kernel's BLOCK_C, BLOCK_K and BLOCK_T
+    wgrad_taps: int = 32
+    wgrad_frames: int = 64
+    wgrad_splits: int = 32
+    wgrad_warps: int = 8
+
+    def __post_init__(self) -> None:
+        dims = {"frames": self.frames, "filters": self.filters, "taps": self.taps,
+                "wgrad_filters": self.wgrad_filters, "wgrad_taps": self.wgrad_taps, "wgrad_frames": self.wgrad_frames}
+        for name, size in dims.items():
+            if size < 16 or size & (size - 1):
+                raise ValueError(f"Tiles.{name} must be a power of two ≥ 16 (a tl.dot operand), got {size}")
+        for name, warps in (("warps", self.warps), ("wgrad_warps", self.wgrad_warps)):
+            if warps not in (1, 2, 4, 8, 16, 32):
+                raise ValueError(f"Tiles.{name} must be a power of two ≤ 32, got {warps}")
+        if self.stages < 1 or self.wgrad_splits < 1:
+            raise ValueError(f"Tiles.stages and Tiles.wgrad_splits must be ≥ 1, got {self.stages}, {self.wgrad_splits}")
+
+    @property
+    def label(self) -> str:
+        return (f"t{self.frames}c{self.filters}k{self.taps}w{self.warps}s{self.stages}/"
+                f"wg{self.wgrad_filters}x{self.wgrad_taps}x{self.wgrad_frames}s{self.wgrad_splits}w{self.wgrad_warps}")
+
+    @classmethod
+    def parse(cls, label: str) -> Tiles:
+        """The inverse of :attr:`label`; a clear error for anything else."""
+        match = _TILES_LABEL.fullmatch(label.strip())
+        if match is None:
+            raise ValueError(f"tiles {label!r}: expected the form {cls().label!r}")
+        return cls(*(int(group) for group in match.groups()))
+
+    def launch_options(self, kernel: str) -> dict[str, int]:
+        """Triton's launch options for ``kernel`` (a name in this module)."""
+        warps = self.wgrad_warps if kernel == "weight_grad_kernel" else self.warps
+        return {"num_warps": warps, "num_stages": self.stages}
+
+
+_TILES_LABEL = re.compile(r"t(\d+)c(\d+)k(\d+)w(\d+)s(\d+)/wg(\d+)x(\d+)x(\d+)s(\d+)w(\d+)")
+
 # Not timed on a GPU yet. Chosen so that ptxas (sm_90, `compile_for_gpu`) spills no registers in bf16
 # and next to none in fp32 (TF32), as each program keeps the running extreme, tie count, sum and bias
 # of every cell of its tile: 64×64 tiles with 4 warps spilled 96–1,496 bytes per thread; with 8 warps
 # and 16 taps per step (32 for the weight gradient's 64×32 tiles) bf16 spills nothing and fp32 at
 # most 32 bytes, in the gradient kernel.
-BLOCK_T, BLOCK_C, BLOCK_K = 64, 64, 16
-WGRAD_BLOCK_C, WGRAD_BLOCK_K, WGRAD_SPLITS = 64, 32, 32
-NUM_WARPS = 8
+DEFAULT_TILES = Tiles()
+
+_tiles_in_use = [DEFAULT_TILES]
+
+
+def tiles_in_use() -> Tiles:
+    """The tiles the next launches use: :data:`DEFAULT_TILES` unless :func:`using_tiles` says otherwise."""
+    return _tiles_in_use[-1]
+
+
+@contextmanager
+def using_tiles(tiles: Tiles) -> Iterator[None]:
+    """Launch the kernels with ``tiles`` inside this block (benchmarks; the function is the same)."""
+    _tiles_in_use.append(tiles)
+    try:
+        yield
+    finally:
+        _tiles_in_use.pop()
 
 
 def available() -> bool:
@@ -248,26 +319,29 @@ _POINTER_DTYPES = {
 _SHORT_NAMES = {torch.float64: "fp64", torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 
-def compile_for_gpu(dtype: torch.dtype, arch: int = 90, kernel_width: int = 7,
-                    tf32: bool = True) -> dict[str, dict[str, int]]:
+def compile_for_gpu(dtype: torch.dtype, arch: int = 90, kernel_width: int = 7, tf32: bool = True,
+                    tiles: Tiles | None = None) -> dict[str, dict[str, int]]:
     """Compile every kernel for an NVIDIA GPU of compute capability ``arch`` (90: H100/H200) without one.
 
-    What a launch on that GPU would compile for ``dtype`` inputs, down to machine code (Triton's
-    bundled ``ptxas``): a kernel that does not compile, or needs more shared memory than the GPU
-    has, fails here, on any machine. Returns per kernel its shared memory (bytes), warps, and what
-    ``ptxas -v`` reports of registers per thread and register spills (bytes stored per thread).
+    What a launch on that GPU would compile for ``dtype`` inputs and ``tiles`` (default: those in
+    use), down to machine code (Triton's bundled ``ptxas``): a kernel that does not compile, or needs
+    more shared memory than the GPU has, fails here, on any machine. Returns per kernel its shared
+    memory (bytes), warps, and what ``ptxas -v`` reports of registers per thread and register
+    spills (bytes stored per thread).
     """
     require_triton()
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
+    tiles = tiles or tiles_in_use()
     acc = accumulation_dtype(dtype)
     precision = "ieee" if dtype == torch.float64 or (dtype == torch.float32 and not tf32) else "tf32"
-    common = {"KW": kernel_width, "BLOCK_T": BLOCK_T, "ACC": getattr(tl, TRITON_DTYPES[acc]),
-              "PRECISION": precision, "UPCAST": False}
-    conv = {**common, "BLOCK_C": BLOCK_C, "BLOCK_K": BLOCK_K, "OUT": getattr(tl, TRITON_DTYPES[dtype])}
+    common = {"KW": kernel_width, "ACC": getattr(tl, TRITON_DTYPES[acc]), "PRECISION": precision, "UPCAST": False}
+    conv = {**common, "BLOCK_T": tiles.frames, "BLOCK_C": tiles.filters, "BLOCK_K": tiles.taps,
+            "OUT": getattr(tl, TRITON_DTYPES[dtype])}
     constants = {"forward_kernel": conv, "grad_kernel": conv,
-                 "weight_grad_kernel": {**common, "BLOCK_C": WGRAD_BLOCK_C, "BLOCK_K": WGRAD_BLOCK_K}}
+                 "weight_grad_kernel": {**common, "BLOCK_T": tiles.wgrad_frames, "BLOCK_C": tiles.wgrad_filters,
+                                        "BLOCK_K": tiles.wgrad_taps}}
     names = {"in": _SHORT_NAMES[dtype], "acc": _SHORT_NAMES[acc], "i32": "i32"}
     found = {}
     for name, pointers in _POINTER_DTYPES.items():
@@ -275,7 +349,7 @@ def compile_for_gpu(dtype: torch.dtype, arch: int = 90, kernel_width: int = 7,
         signature = {arg: "constexpr" if arg in constants[name] else
                      ("*" + names[pointers[arg]] if arg in pointers else "i32") for arg in kernel.arg_names}
         compiled = triton.compile(ASTSource(fn=kernel, signature=signature, constexprs=constants[name]),
-                                  target=GPUTarget("cuda", arch, 32), options={"num_warps": NUM_WARPS})
+                                  target=GPUTarget("cuda", arch, 32), options=tiles.launch_options(name))
         found[name] = {"shared_bytes": compiled.metadata.shared, "warps": compiled.metadata.num_warps,
                        **_ptxas_usage(compiled.asm["ptx"], arch)}
     return found

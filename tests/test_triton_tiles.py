@@ -1,0 +1,94 @@
+"""The Triton kernels' tile choices (``triton_kernels.Tiles``) all compute the same function.
+
+``lt bench frontend --tiles candidates`` times the choices in ``bench/frontend.py`` against each
+other on a GPU; here, on a CPU (Triton's interpreter), each must give the default's results in
+float64 on a problem that no tile divides evenly, and compile for an H100 within its shared
+memory and without register spills in bf16.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from test_triton_branch import H100_SHARED_MEMORY_BYTES
+
+from lightning_tagging.bench.frontend import CANDIDATE_TILES
+from lightning_tagging.models import triton_branch, triton_kernels
+from lightning_tagging.models.triton_kernels import DEFAULT_TILES, Tiles, tiles_in_use, using_tiles
+
+# Small tiles and few splits: more programs on this small problem, and each loop's remainder masked.
+SMALL_TILES = Tiles(frames=16, filters=16, taps=16, warps=1, stages=1, wgrad_filters=16, wgrad_taps=16,
+                    wgrad_frames=16, wgrad_splits=1, wgrad_warps=1)
+
+
+def test_labels_round_trip_and_bad_tiles_are_clear_errors() -> None:
+    for choice in (*CANDIDATE_TILES, SMALL_TILES):
+        assert Tiles.parse(choice.label) == choice
+    assert len(set(CANDIDATE_TILES)) == len(CANDIDATE_TILES) and CANDIDATE_TILES[0] == DEFAULT_TILES
+    with pytest.raises(ValueError, match="expected the form 't64c64k16w8s3/wg64x32x64s32w8'"):
+        Tiles.parse("t64c64")
+    with pytest.raises(ValueError, match=r"Tiles\.frames must be a power of two ≥ 16"):
+        Tiles(frames=48)
+    with pytest.raises(ValueError, match=r"Tiles\.wgrad_taps must be a power of two ≥ 16"):
+        Tiles(wgrad_taps=8)
+    with pytest.raises(ValueError, match=r"Tiles\.warps must be a power of two ≤ 32"):
+        Tiles(warps=3)
+
+
+def test_using_tiles_nests_and_restores_after_an_error() -> None:
+    assert tiles_in_use() == DEFAULT_TILES
+    with using_tiles(SMALL_TILES):
+        assert tiles_in_use() == SMALL_TILES
+        with pytest.raises(RuntimeError), using_tiles(CANDIDATE_TILES[1]):
+            assert tiles_in_use() == CANDIDATE_TILES[1]
+            raise RuntimeError
+        assert tiles_in_use() == SMALL_TILES
+    assert tiles_in_use() == DEFAULT_TILES
+
+
+def kernel_results(tiles: Tiles, device: torch.device) -> dict[str, torch.Tensor]:
+    """Every kernel's outputs, float64, with ``tiles``, on ``device`` (returned on the CPU): 40 filters,
+    37 frames, 6 mel positions, 5×7 taps (so no tile divides frames, filters or taps evenly), 3 clips."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 1, 10, 43, dtype=torch.float64, generator=generator)
+    weight = torch.randn(40, 1, 5, 7, dtype=torch.float64, generator=generator)
+    bias = torch.randn(40, 37, dtype=torch.float64, generator=generator) * 0.1
+    sign = torch.where(torch.arange(40) % 3 == 0, -1.0, 1.0).double()
+    k0, k1 = torch.randn(2, 40, dtype=torch.float64, generator=generator)
+    dz = torch.randn(3, 40, 37, dtype=torch.float64, generator=generator)
+    x, weight, bias, sign, k0, k1, dz = (t.to(device) for t in (x, weight, bias, sign, k0, k1, dz))
+    with using_tiles(tiles):
+        value, ties, total, mean, var, count = triton_branch.forward_partials(x, weight, bias, sign)
+        grad, matched = triton_branch.grad_of_conv(x, weight, bias, 1, 5, value, k0, k1, dz)
+        weight_grad = triton_branch.weight_grad(x, grad, 1, weight.shape)
+    found = {"value": value, "ties": ties, "total": total, "mean": mean, "var": var, "count": torch.tensor(count),
+             "grad": grad, "matched": matched, "weight_grad": weight_grad, "x": x, "weight": weight, "bias": bias,
+             "sign": sign}
+    return {name: tensor.cpu() for name, tensor in found.items()}
+
+
+@pytest.mark.parametrize("tiles", [*CANDIDATE_TILES[1:], SMALL_TILES], ids=lambda tiles: tiles.label)
+def test_every_tile_choice_computes_what_the_default_computes(tiles: Tiles, device: torch.device) -> None:
+    """(On a GPU, scripts/device-bench.sh runs this with each choice compiled.)"""
+    expected, found = kernel_results(DEFAULT_TILES, device), kernel_results(tiles, device)
+    for name in ("ties", "matched", "count"):  # counts: exactly
+        assert torch.equal(found[name], expected[name]), name
+    for name in ("value", "total", "mean", "var", "grad", "weight_grad"):
+        torch.testing.assert_close(found[name], expected[name], rtol=1e-12, atol=1e-12, msg=name)
+    # And the default against the library: the extreme over mel of relu(conv + bias), flipped by sign.
+    y = F.relu(F.conv2d(found["x"], found["weight"]) + found["bias"][None, :, None, :])
+    flip = found["sign"][None, :, None, None]
+    torch.testing.assert_close(found["value"], (y * flip).amax(dim=2) * flip[..., 0], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("tiles", CANDIDATE_TILES, ids=lambda tiles: tiles.label)
+def test_every_candidate_compiles_for_an_h100(tiles: Tiles) -> None:
+    """Within the shared memory of one block, bf16 without register spills, fp32 (TF32) with at most
+    128 bytes per thread (a candidate may trade a few fp32 spills for bf16 speed)."""
+    for dtype, spill_limit in ((torch.bfloat16, 0), (torch.float32, 128)):
+        for kernel, found in triton_kernels.compile_for_gpu(dtype, tiles=tiles).items():
+            assert 0 < found["shared_bytes"] <= H100_SHARED_MEMORY_BYTES, (kernel, found)
+            assert found["spill_bytes"] <= spill_limit, (dtype, kernel, found)
+            expected_warps = tiles.wgrad_warps if kernel == "weight_grad_kernel" else tiles.warps
+            assert found["warps"] == expected_warps, (kernel, found)
