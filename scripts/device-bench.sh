@@ -27,12 +27,13 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
     || { echo "installing .whl/*.whl failed: run scripts/fetch-device-wheels.sh here and carry .whl" >&2; exit 1; }
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 mkdir -p "$OUT/suite"
-# Same function on the GPU too: fused and mel-window convs and sampleCNN's pool-first blocks against the
+# Same function on the GPU too: fused and mel-window convs, sampleCNN's pool-first blocks and NHWC layers against the
 # plain modules (tests/conftest.py adds the "cuda" device when there is one; the "cpu" variants ran in CI).
 # Then the Triton kernels and CUDA's sync debug mode, and the fused branch with compiled (Triton)
 # epilogues, apart because compiling takes a while. A failure here is reported, and the benchmarks still run.
 timeout --kill-after=5 60 python3 -m pytest -q -p no:cacheprovider -k "not cpu and not compiled" \
-    tests/test_fused_branch.py tests/test_single_channel_conv.py tests/test_pool_first_bn.py 2>&1 | tee "$OUT/suite/gpu-tests.txt"
+    tests/test_fused_branch.py tests/test_single_channel_conv.py tests/test_pool_first_bn.py tests/test_samplecnn_nhwc.py 2>&1 \
+    | tee "$OUT/suite/gpu-tests.txt"
 # The Triton kernels of conv_impl "fused_triton" (first compiled on a GPU here; on CPUs they ran in Triton's
 # interpreter), with every candidate tile choice, and a CUDA training step under sync debug mode with each
 # fused implementation.

@@ -44,6 +44,8 @@ EXPECTED_MODEL_ROWS = [
     ModelConfig("samplecnn", 2, "bf16-mixed", backbone_args=samplecnn("plain")),
     ModelConfig("samplecnn", 2, "fp32", backbone_args=samplecnn("pool_first")),
     ModelConfig("samplecnn", 2, "bf16-mixed", backbone_args=samplecnn("pool_first")),
+    ModelConfig("samplecnn", 2, "fp32", backbone_args=samplecnn("nhwc")),
+    ModelConfig("samplecnn", 2, "bf16-mixed", backbone_args=samplecnn("nhwc")),
 ]
 # After the fit rows: the rows that vary another setting (the quick plan has no second batch).
 VARIANT_ROWS = [
@@ -75,7 +77,7 @@ def test_quick_suite_measures_every_row_and_records_failures(tmp_path: Path) -> 
     speeds = {impl: rows[ModelConfig("musicnn", 2, "fp32", backbone_args=musicnn(impl)).label]["result"]
               ["train_clips_per_s"] for impl in ("conv2d", "mel_windows")}
     block_speeds = {impl: rows[ModelConfig("samplecnn", 2, "fp32", backbone_args=samplecnn(impl)).label]["result"]
-                    ["train_clips_per_s"] for impl in ("plain", "pool_first")}
+                    ["train_clips_per_s"] for impl in ("plain", "pool_first", "nhwc")}
     fit_labels = [label.format(fastest=max(speeds, key=speeds.__getitem__),
                                fastest_block=max(block_speeds, key=block_speeds.__getitem__))
                   for label in EXPECTED_FIT_ROWS]
@@ -145,7 +147,7 @@ def test_the_full_plan_runs_the_rows_the_targets_need_first(tmp_path: Path) -> N
     impls = {json.loads(c.backbone_args).get("conv_impl") for c in before if c.backbone == "musicnn"}
     assert impls == {"conv2d", "mel_windows", "mel_band", "fused", "fused_compiled", "fused_triton"}
     blocks = {json.loads(c.backbone_args).get("block_impl") for c in before if c.backbone == "samplecnn"}
-    assert blocks == {"plain", "pool_first"}
+    assert blocks == {"plain", "pool_first", "nhwc"}
     after = [ModelConfig(**row.details["config"]) for row in rows[first_fit:] if row.kind == "model"]
     assert {c.batch for c in after if not is_variant(c)} == {16}
     assert [c.compile for c in after] == sorted(c.compile for c in after)  # compiled ones last

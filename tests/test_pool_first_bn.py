@@ -271,6 +271,6 @@ def test_plain_args_select_the_plain_blocks() -> None:
 
 
 def test_unknown_block_impl_is_a_user_error() -> None:
-    expected = r"unknown samplecnn block_impl 'fused'; choose one of \('plain', 'pool_first'\)"
+    expected = r"unknown samplecnn block_impl 'fused'; choose one of \('plain', 'pool_first', 'nhwc'\)"
     with pytest.raises(UserError, match=expected):
         SampleCNN(block_impl="fused")

@@ -5,7 +5,9 @@ Auto-tagging Using Raw Waveforms", SMC 2017 — the 3^9 model: 59049 samples (3.
 16 kHz) are reduced by a factor 3 at every layer down to a single step.
 
 Each block's BatchNorm → ReLU → max-pool can run with the pool first (``block_impl="pool_first"``,
-``models/pool_first_bn.py``): the same function and weights, normalising 3× fewer values.
+``models/pool_first_bn.py``): the same function and weights, normalising 3× fewer values. Or every
+layer can keep its activations channels-last (``block_impl="nhwc"``, ``models/samplecnn_nhwc.py``),
+the layout cuDNN's bf16 convs want, so that nothing is transposed around them.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from torch import nn
 
 from lightning_tagging.errors import UserError
 
+from . import samplecnn_nhwc
 from .base import Backbone, as_waveform
 from .pool_first_bn import maxpool_relu_bn
 
@@ -24,8 +27,9 @@ from .pool_first_bn import maxpool_relu_bn
 BLOCK_CHANNELS: tuple[int, ...] = (128, 128, 256, 256, 256, 256, 256, 256, 512)
 
 # How a block runs its conv → BN → ReLU → max-pool: module by module, or with the pool before
-# the normalisation (models/pool_first_bn.py). Same function, same parameters and buffers.
-BLOCK_IMPLS = ("plain", "pool_first")
+# the normalisation (models/pool_first_bn.py), or module by module in channels-last memory, the
+# stem and head too (models/samplecnn_nhwc.py). Same function, same parameters and buffers.
+BLOCK_IMPLS = ("plain", "pool_first", "nhwc")
 
 
 def _conv_bn_relu(c_in: int, c_out: int, kernel: int, stride: int = 1, padding: int = 0) -> nn.Sequential:
@@ -68,8 +72,10 @@ class SampleCNN(Backbone):
         n_tags: number of output logits.
         dropout: dropout probability before the classifier.
         block_impl: how the nine blocks run; same weights, same function: ``"plain"`` (the
-            modules in order) or ``"pool_first"`` (max-pool the conv output, then normalise and
-            rectify 3× fewer values; ``models/pool_first_bn.py``).
+            modules in order), ``"pool_first"`` (max-pool the conv output, then normalise and
+            rectify 3× fewer values; ``models/pool_first_bn.py``) or ``"nhwc"`` (the modules in
+            order, every layer's activations ``[B, C, 1, T]`` in channels-last memory, as cuDNN's
+            bf16 convs want them; ``models/samplecnn_nhwc.py``).
     """
 
     input_kind = "waveform"
@@ -96,12 +102,15 @@ class SampleCNN(Backbone):
         """Switch how the blocks run (see ``block_impl``); weights and function are unchanged."""
         if block_impl not in BLOCK_IMPLS:
             raise UserError(f"unknown samplecnn block_impl {block_impl!r}; choose one of {BLOCK_IMPLS}")
-        for block in self.blocks:
-            block.impl = block_impl
+        self.block_impl = block_impl
+        for block in self.blocks:  # ("nhwc" runs the whole network itself: embed)
+            block.impl = "pool_first" if block_impl == "pool_first" else "plain"
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """512 features ``[B, 512]`` after the 1×1 conv of waveforms ``[B, 59049]``."""
         x = as_waveform(x, self.input_length, type(self).__name__)
+        if self.block_impl == "nhwc":
+            return samplecnn_nhwc.embed(self.stem, self.blocks, self.head, x)
         x = self.head(self.blocks(self.stem(x)))  # [B, 512, 1]
         return x.flatten(1)
 

@@ -1,0 +1,174 @@
+"""SampleCNN(block_impl="nhwc") computes what the plain modules compute, with every conv in channels-last memory.
+
+On the same weights: outputs, every parameter's gradient and the BN buffers after a training step,
+in float64 (only summation order differs), float32 and bf16 autocast, in training and evaluation;
+what reaches each convolution is channels-last (so cuDNN has nothing to transpose); no host syncs.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from lightning_tagging.errors import UserError
+from lightning_tagging.models import SampleCNN
+from lightning_tagging.models import samplecnn_nhwc as nhwc
+
+TRAIN_EVAL = pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+
+
+def samplecnn_pair(train: bool, device: torch.device, dtype: torch.dtype) -> tuple[SampleCNN, SampleCNN]:
+    """A plain and an NHWC SampleCNN with one state_dict; BN γ of both signs and running statistics away from 0, 1."""
+    torch.manual_seed(3)
+    reference = SampleCNN(n_tags=6, dropout=0.0).to(dtype)
+    with torch.no_grad():
+        for module in reference.modules():
+            if isinstance(module, torch.nn.BatchNorm1d):
+                module.weight[::3] *= -1
+                module.bias.uniform_(-0.2, 0.2)
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 2.0)
+    channels_last = SampleCNN(n_tags=6, dropout=0.0, block_impl="nhwc").to(dtype)
+    channels_last.load_state_dict(reference.state_dict())
+    return reference.to(device).train(train), channels_last.to(device).train(train)
+
+
+def step(model: SampleCNN, x: torch.Tensor, autocast: bool = False) -> dict[str, torch.Tensor]:
+    """Output, parameter gradients and buffers (float64, on the CPU) after one forward/backward."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast):
+        out = model(x)
+    weights = torch.linspace(-1, 1, out.numel(), device=x.device).reshape(out.shape)
+    (out.float() * weights).sum().backward()
+    found = {"out": out.detach()}
+    found |= {f"grad {name}": p.grad for name, p in model.named_parameters()}
+    found |= {f"buffer {name}": b for name, b in model.named_buffers() if b.is_floating_point()}
+    return {name: tensor.detach().double().cpu() for name, tensor in found.items()}
+
+
+@TRAIN_EVAL
+def test_float64_same_outputs_gradients_and_running_stats(train: bool, device: torch.device) -> None:
+    reference, channels_last = samplecnn_pair(train, device, torch.float64)
+    x = torch.randn(2, 59049, dtype=torch.float64, device=device)
+    expected, found = step(reference, x), step(channels_last, x)
+    assert found.keys() == expected.keys()
+    for name, want in expected.items():
+        # Relative to each tensor's largest value (gradients seen within 2e-12 of it).
+        scale = float(want.abs().max().clamp_min(1.0))
+        torch.testing.assert_close(found[name], want, rtol=1e-10, atol=1e-10 * scale, msg=name)
+    assert torch.equal(channels_last.stem[1].num_batches_tracked, reference.stem[1].num_batches_tracked)
+
+
+def layer_step(layers: nn.Sequential, x: torch.Tensor, channels_last: bool, autocast: bool) -> dict[str, torch.Tensor]:
+    """Output and gradients (input, parameters; float64 on the CPU) of a stem (conv, BN, ReLU) or a block
+    (that and a max-pool) on ``x`` ``[B, C, T]``: the modules themselves, or ``samplecnn_nhwc``'s functions."""
+    x = x.detach().clone().requires_grad_()
+    run = nhwc.block if isinstance(layers[-1], nn.MaxPool1d) else nhwc.conv_bn_relu
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast):
+        out = run(layers, nhwc.to_nhwc(x)).squeeze(2) if channels_last else layers(x)
+    weights = torch.linspace(-1, 1, out.numel(), device=x.device).reshape(out.shape)
+    (out.float() * weights).sum().backward()
+    found = {"out": out, "grad x": x.grad} | {f"grad {name}": p.grad for name, p in layers.named_parameters()}
+    return {name: tensor.detach().double().cpu() for name, tensor in found.items()}
+
+
+@TRAIN_EVAL
+@pytest.mark.parametrize("layer", ["stem", "block"])
+def test_float32_and_bf16_as_accurate_as_the_plain_modules(layer: str, train: bool, device: torch.device) -> None:
+    """Against float64, the NHWC stem and block in float32 and under bf16 autocast: errors within 1.5× the plain
+    modules' (+ a floor). (One layer, not the whole network: at batch 2 its last BatchNorm normalises two values,
+    which leaves no correct digit in bf16 whichever the layout.)"""
+    model = samplecnn_pair(train, device, torch.float64)[0]
+    layers = model.stem if layer == "stem" else model.blocks[2]
+    shape = (4, 1, 729) if layer == "stem" else (4, 128, 243)
+    x = torch.randn(shape, dtype=torch.float64, device=device)
+    exact = layer_step(layers, x, channels_last=False, autocast=False)
+    for autocast, floor in ((False, 1e-6), (True, 1e-3)):
+        rounded = copy.deepcopy(layers).float()
+        plain, channels_last = (layer_step(copy.deepcopy(rounded), x.float(), layout, autocast)
+                                for layout in (False, True))
+        for name, want in exact.items():
+            # A conv bias before a BatchNorm has no gradient in exact arithmetic: measured against the size
+            # of its conv weight's gradient instead.
+            size = float((exact["grad 0.weight"] if name == "grad 0.bias" else want).norm())
+
+            def error(result: dict[str, torch.Tensor], name: str = name, want: torch.Tensor = want,
+                      size: float = size) -> float:
+                return float((result[name] - want).norm()) / max(size, 1e-30)
+
+            assert error(channels_last) <= 1.5 * error(plain) + floor, (
+                f"{name} ({'bf16' if autocast else 'fp32'}): nhwc {error(channels_last):.2e}, plain {error(plain):.2e}")
+
+
+class ConvolutionLayouts(TorchDispatchMode):
+    """Records, for every convolution (forward and backward), whether its input was channels-last."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.channels_last: list[bool] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        if func.overloadpacket in (torch.ops.aten.convolution, torch.ops.aten.convolution_backward):
+            x = args[1] if func.overloadpacket == torch.ops.aten.convolution_backward else args[0]
+            self.channels_last.append(x.is_contiguous(memory_format=torch.channels_last) and x.ndim == 4)
+        return func(*args, **(kwargs or {}))
+
+
+def test_every_convolution_sees_channels_last_inputs() -> None:
+    """What cuDNN's NHWC kernels need: 4-D channels-last inputs to every conv, forward and backward (the
+    plain network's are 3-D, which cuDNN transposes). The NHWC stem is a matrix product, not a conv."""
+    layouts = {}
+    for impl in ("plain", "nhwc"):
+        model = SampleCNN(n_tags=4, block_impl=impl).train()
+        with ConvolutionLayouts() as seen:
+            model(torch.randn(2, 59049)).sum().backward()
+        layouts[impl] = seen.channels_last
+    assert len(layouts["plain"]) == 2 * 11  # stem, nine blocks, head: forward and backward
+    assert len(layouts["nhwc"]) == 2 * 10
+    assert all(layouts["nhwc"]) and not any(layouts["plain"])
+
+
+def test_a_block_gives_channels_last_output_of_the_pooled_length() -> None:
+    model = SampleCNN(n_tags=4)
+    x = nhwc.to_nhwc(torch.randn(2, 128, 81))
+    out = nhwc.block(model.blocks[0], x)
+    assert out.shape == (2, 128, 1, 27) and out.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_a_training_step_makes_no_host_sync() -> None:
+    """Fake tensors hold no data: reading a value on the host (e.g. the batch count) raises."""
+    with FakeTensorMode():
+        model = SampleCNN(n_tags=5, block_impl="nhwc").train()
+        model(torch.randn(2, 59049)).sum().backward()
+        assert all(p.grad is not None for p in model.parameters())
+
+
+def test_switching_keeps_the_state_dict_and_unknown_impls_are_user_errors() -> None:
+    plain, channels_last = SampleCNN(), SampleCNN(block_impl="nhwc")
+    assert list(channels_last.state_dict()) == list(plain.state_dict())
+    assert sum(p.numel() for p in channels_last.parameters() if p.requires_grad) == 1_869_874
+    channels_last.use_block_impl("plain")
+    assert channels_last.block_impl == "plain" and all(block.impl == "plain" for block in channels_last.blocks)
+    with pytest.raises(UserError, match=r"choose one of \('plain', 'pool_first', 'nhwc'\)"):
+        SampleCNN(block_impl="channels_last")
+
+
+def test_compiled_same_as_eager() -> None:
+    """torch.compile traces the whole NHWC network in one graph (aot_eager: the traced graphs, run eagerly),
+    as the suite's compiled fit rows may run it."""
+    reference, channels_last = samplecnn_pair(True, torch.device("cpu"), torch.float64)
+    compiled = torch.compile(channels_last, backend="aot_eager", fullgraph=True)
+    x = torch.randn(2, 59049, dtype=torch.float64)
+    outputs = []
+    for model in (reference, compiled):
+        out = model(x)
+        out.square().sum().backward()
+        outputs.append(out.detach())
+    torch.testing.assert_close(outputs[1], outputs[0], rtol=1e-10, atol=1e-12)
+    for (name, got), want in zip(channels_last.named_parameters(), reference.parameters(), strict=True):
+        scale = float(want.grad.abs().max().clamp_min(1.0))
+        torch.testing.assert_close(got.grad, want.grad, rtol=1e-10, atol=1e-10 * scale, msg=name)
