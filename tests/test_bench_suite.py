@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from lightning_tagging.bench.configs import ModelConfig
-from lightning_tagging.bench.suite import Plan, Suite, is_variant, run_command
+from lightning_tagging.bench.suite import SAMPLECNN_BLOCK_IMPLS, Plan, Suite, is_variant, run_command
 from lightning_tagging.cli import main
 
 
@@ -46,6 +46,8 @@ EXPECTED_MODEL_ROWS = [
     ModelConfig("samplecnn", 2, "bf16-mixed", backbone_args=samplecnn("pool_first")),
     ModelConfig("samplecnn", 2, "fp32", backbone_args=samplecnn("nhwc")),
     ModelConfig("samplecnn", 2, "bf16-mixed", backbone_args=samplecnn("nhwc")),
+    ModelConfig("samplecnn", 2, "fp32", backbone_args=samplecnn("pool_first_nhwc")),
+    ModelConfig("samplecnn", 2, "bf16-mixed", backbone_args=samplecnn("pool_first_nhwc")),
 ]
 # After the fit rows: the rows that vary another setting (the quick plan has no second batch).
 VARIANT_ROWS = [
@@ -77,7 +79,7 @@ def test_quick_suite_measures_every_row_and_records_failures(tmp_path: Path) -> 
     speeds = {impl: rows[ModelConfig("musicnn", 2, "fp32", backbone_args=musicnn(impl)).label]["result"]
               ["train_clips_per_s"] for impl in ("conv2d", "mel_windows")}
     block_speeds = {impl: rows[ModelConfig("samplecnn", 2, "fp32", backbone_args=samplecnn(impl)).label]["result"]
-                    ["train_clips_per_s"] for impl in ("plain", "pool_first", "nhwc")}
+                    ["train_clips_per_s"] for impl in SAMPLECNN_BLOCK_IMPLS}
     fit_labels = [label.format(fastest=max(speeds, key=speeds.__getitem__),
                                fastest_block=max(block_speeds, key=block_speeds.__getitem__))
                   for label in EXPECTED_FIT_ROWS]
@@ -147,7 +149,7 @@ def test_the_full_plan_runs_the_rows_the_targets_need_first(tmp_path: Path) -> N
     impls = {json.loads(c.backbone_args).get("conv_impl") for c in before if c.backbone == "musicnn"}
     assert impls == {"conv2d", "mel_windows", "mel_band", "fused", "fused_compiled", "fused_triton"}
     blocks = {json.loads(c.backbone_args).get("block_impl") for c in before if c.backbone == "samplecnn"}
-    assert blocks == {"plain", "pool_first", "nhwc"}
+    assert blocks == set(SAMPLECNN_BLOCK_IMPLS) == {"plain", "pool_first", "nhwc", "pool_first_nhwc"}
     after = [ModelConfig(**row.details["config"]) for row in rows[first_fit:] if row.kind == "model"]
     assert {c.batch for c in after if not is_variant(c)} == {16}
     assert [c.compile for c in after] == sorted(c.compile for c in after)  # compiled ones last

@@ -1,4 +1,4 @@
-"""SampleCNN(block_impl="nhwc") computes what the plain modules compute, with every conv in channels-last memory.
+"""SampleCNN(block_impl="nhwc" | "pool_first_nhwc") computes what the plain modules compute, every conv channels-last.
 
 On the same weights: outputs, every parameter's gradient and the BN buffers after a training step,
 in float64 (only summation order differs), float32 and bf16 autocast, in training and evaluation;
@@ -20,10 +20,13 @@ from lightning_tagging.models import SampleCNN
 from lightning_tagging.models import samplecnn_nhwc as nhwc
 
 TRAIN_EVAL = pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+NHWC_IMPLS = pytest.mark.parametrize("impl", ["nhwc", "pool_first_nhwc"])
 
 
-def samplecnn_pair(train: bool, device: torch.device, dtype: torch.dtype) -> tuple[SampleCNN, SampleCNN]:
-    """A plain and an NHWC SampleCNN with one state_dict; BN γ of both signs and running statistics away from 0, 1."""
+def samplecnn_pair(train: bool, device: torch.device, dtype: torch.dtype,
+                   impl: str = "nhwc") -> tuple[SampleCNN, SampleCNN]:
+    """A plain and an ``impl`` SampleCNN with one state_dict; BN γ of both signs and running statistics away
+    from 0 and 1."""
     torch.manual_seed(3)
     reference = SampleCNN(n_tags=6, dropout=0.0).to(dtype)
     with torch.no_grad():
@@ -33,7 +36,7 @@ def samplecnn_pair(train: bool, device: torch.device, dtype: torch.dtype) -> tup
                 module.bias.uniform_(-0.2, 0.2)
                 module.running_mean.uniform_(-0.2, 0.2)
                 module.running_var.uniform_(0.5, 2.0)
-    channels_last = SampleCNN(n_tags=6, dropout=0.0, block_impl="nhwc").to(dtype)
+    channels_last = SampleCNN(n_tags=6, dropout=0.0, block_impl=impl).to(dtype)
     channels_last.load_state_dict(reference.state_dict())
     return reference.to(device).train(train), channels_last.to(device).train(train)
 
@@ -50,9 +53,10 @@ def step(model: SampleCNN, x: torch.Tensor, autocast: bool = False) -> dict[str,
     return {name: tensor.detach().double().cpu() for name, tensor in found.items()}
 
 
+@NHWC_IMPLS
 @TRAIN_EVAL
-def test_float64_same_outputs_gradients_and_running_stats(train: bool, device: torch.device) -> None:
-    reference, channels_last = samplecnn_pair(train, device, torch.float64)
+def test_float64_same_outputs_gradients_and_running_stats(impl: str, train: bool, device: torch.device) -> None:
+    reference, channels_last = samplecnn_pair(train, device, torch.float64, impl)
     x = torch.randn(2, 59049, dtype=torch.float64, device=device)
     expected, found = step(reference, x), step(channels_last, x)
     assert found.keys() == expected.keys()
@@ -63,22 +67,29 @@ def test_float64_same_outputs_gradients_and_running_stats(train: bool, device: t
     assert torch.equal(channels_last.stem[1].num_batches_tracked, reference.stem[1].num_batches_tracked)
 
 
-def layer_step(layers: nn.Sequential, x: torch.Tensor, channels_last: bool, autocast: bool) -> dict[str, torch.Tensor]:
+def layer_step(layers: nn.Sequential, x: torch.Tensor, impl: str, autocast: bool) -> dict[str, torch.Tensor]:
     """Output and gradients (input, parameters; float64 on the CPU) of a stem (conv, BN, ReLU) or a block
-    (that and a max-pool) on ``x`` ``[B, C, T]``: the modules themselves, or ``samplecnn_nhwc``'s functions."""
+    (that and a max-pool) on ``x`` ``[B, C, T]``: the modules themselves (``impl`` "plain"), or
+    ``samplecnn_nhwc``'s functions."""
     x = x.detach().clone().requires_grad_()
-    run = nhwc.block if isinstance(layers[-1], nn.MaxPool1d) else nhwc.conv_bn_relu
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast):
-        out = run(layers, nhwc.to_nhwc(x)).squeeze(2) if channels_last else layers(x)
+        if impl == "plain":
+            out = layers(x)
+        elif isinstance(layers[-1], nn.MaxPool1d):
+            out = nhwc.block(layers, nhwc.to_nhwc(x), pool_first=impl == "pool_first_nhwc").squeeze(2)
+        else:
+            out = nhwc.conv_bn_relu(layers, nhwc.to_nhwc(x)).squeeze(2)
     weights = torch.linspace(-1, 1, out.numel(), device=x.device).reshape(out.shape)
     (out.float() * weights).sum().backward()
     found = {"out": out, "grad x": x.grad} | {f"grad {name}": p.grad for name, p in layers.named_parameters()}
     return {name: tensor.detach().double().cpu() for name, tensor in found.items()}
 
 
+@NHWC_IMPLS
 @TRAIN_EVAL
 @pytest.mark.parametrize("layer", ["stem", "block"])
-def test_float32_and_bf16_as_accurate_as_the_plain_modules(layer: str, train: bool, device: torch.device) -> None:
+def test_float32_and_bf16_as_accurate_as_the_plain_modules(layer: str, train: bool, impl: str,
+                                                          device: torch.device) -> None:
     """Against float64, the NHWC stem and block in float32 and under bf16 autocast: errors within 1.5× the plain
     modules' (+ a floor). (One layer, not the whole network: at batch 2 its last BatchNorm normalises two values,
     which leaves no correct digit in bf16 whichever the layout.)"""
@@ -86,15 +97,17 @@ def test_float32_and_bf16_as_accurate_as_the_plain_modules(layer: str, train: bo
     layers = model.stem if layer == "stem" else model.blocks[2]
     shape = (4, 1, 729) if layer == "stem" else (4, 128, 243)
     x = torch.randn(shape, dtype=torch.float64, device=device)
-    exact = layer_step(layers, x, channels_last=False, autocast=False)
+    exact = layer_step(layers, x, "plain", autocast=False)
     for autocast, floor in ((False, 1e-6), (True, 1e-3)):
         rounded = copy.deepcopy(layers).float()
         plain, channels_last = (layer_step(copy.deepcopy(rounded), x.float(), layout, autocast)
-                                for layout in (False, True))
+                                for layout in ("plain", impl))
         for name, want in exact.items():
             # A conv bias before a BatchNorm has no gradient in exact arithmetic: measured against the size
             # of its conv weight's gradient instead.
-            size = float((exact["grad 0.weight"] if name == "grad 0.bias" else want).norm())
+            weight_grad = exact.get(name.removesuffix("bias") + "weight") if name.endswith(".bias") else None
+            is_conv_bias = weight_grad is not None and weight_grad.ndim == 3
+            size = float((weight_grad if is_conv_bias else want).norm())
 
             def error(result: dict[str, torch.Tensor], name: str = name, want: torch.Tensor = want,
                       size: float = size) -> float:
@@ -118,31 +131,34 @@ class ConvolutionLayouts(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def test_every_convolution_sees_channels_last_inputs() -> None:
+@NHWC_IMPLS
+def test_every_convolution_sees_channels_last_inputs(impl: str) -> None:
     """What cuDNN's NHWC kernels need: 4-D channels-last inputs to every conv, forward and backward (the
     plain network's are 3-D, which cuDNN transposes). The NHWC stem is a matrix product, not a conv."""
     layouts = {}
-    for impl in ("plain", "nhwc"):
-        model = SampleCNN(n_tags=4, block_impl=impl).train()
+    for name in ("plain", impl):
+        model = SampleCNN(n_tags=4, block_impl=name).train()
         with ConvolutionLayouts() as seen:
             model(torch.randn(2, 59049)).sum().backward()
-        layouts[impl] = seen.channels_last
+        layouts[name] = seen.channels_last
     assert len(layouts["plain"]) == 2 * 11  # stem, nine blocks, head: forward and backward
-    assert len(layouts["nhwc"]) == 2 * 10
-    assert all(layouts["nhwc"]) and not any(layouts["plain"])
+    assert len(layouts[impl]) == 2 * 10
+    assert all(layouts[impl]) and not any(layouts["plain"])
 
 
-def test_a_block_gives_channels_last_output_of_the_pooled_length() -> None:
+@pytest.mark.parametrize("pool_first", [False, True])
+def test_a_block_gives_channels_last_output_of_the_pooled_length(pool_first: bool) -> None:
     model = SampleCNN(n_tags=4)
     x = nhwc.to_nhwc(torch.randn(2, 128, 81))
-    out = nhwc.block(model.blocks[0], x)
+    out = nhwc.block(model.blocks[0], x, pool_first)
     assert out.shape == (2, 128, 1, 27) and out.is_contiguous(memory_format=torch.channels_last)
 
 
-def test_a_training_step_makes_no_host_sync() -> None:
+@NHWC_IMPLS
+def test_a_training_step_makes_no_host_sync(impl: str) -> None:
     """Fake tensors hold no data: reading a value on the host (e.g. the batch count) raises."""
     with FakeTensorMode():
-        model = SampleCNN(n_tags=5, block_impl="nhwc").train()
+        model = SampleCNN(n_tags=5, block_impl=impl).train()
         model(torch.randn(2, 59049)).sum().backward()
         assert all(p.grad is not None for p in model.parameters())
 
@@ -153,14 +169,15 @@ def test_switching_keeps_the_state_dict_and_unknown_impls_are_user_errors() -> N
     assert sum(p.numel() for p in channels_last.parameters() if p.requires_grad) == 1_869_874
     channels_last.use_block_impl("plain")
     assert channels_last.block_impl == "plain" and all(block.impl == "plain" for block in channels_last.blocks)
-    with pytest.raises(UserError, match=r"choose one of \('plain', 'pool_first', 'nhwc'\)"):
+    with pytest.raises(UserError, match=r"choose one of \('plain', 'pool_first', 'nhwc', 'pool_first_nhwc'\)"):
         SampleCNN(block_impl="channels_last")
 
 
-def test_compiled_same_as_eager() -> None:
+@NHWC_IMPLS
+def test_compiled_same_as_eager(impl: str) -> None:
     """torch.compile traces the whole NHWC network in one graph (aot_eager: the traced graphs, run eagerly),
     as the suite's compiled fit rows may run it."""
-    reference, channels_last = samplecnn_pair(True, torch.device("cpu"), torch.float64)
+    reference, channels_last = samplecnn_pair(True, torch.device("cpu"), torch.float64, impl)
     compiled = torch.compile(channels_last, backend="aot_eager", fullgraph=True)
     x = torch.randn(2, 59049, dtype=torch.float64)
     outputs = []

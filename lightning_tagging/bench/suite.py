@@ -69,7 +69,7 @@ MODEL_BACKBONES = ("musicnn", "samplecnn")
 MODEL_BATCHES = (16, 256)
 MODEL_PRECISIONS = ("fp32", "bf16-mixed")
 MUSICNN_CONV_IMPLS = ("conv2d", "mel_windows", "mel_band", "fused", "fused_compiled", "fused_triton")
-SAMPLECNN_BLOCK_IMPLS = ("plain", "pool_first", "nhwc")
+SAMPLECNN_BLOCK_IMPLS = ("plain", "pool_first", "nhwc", "pool_first_nhwc")
 # The constructor argument that picks each backbone's implementation (the model rows vary it, the fit
 # rows set the fastest), and what compiled fit rows choose from: implementations made of library ops
 # (musicnn's fused ones hold an autograd.Function with a Python loop of their own).

@@ -65,6 +65,8 @@ No value is read on the host: the pool direction is chosen on the device, and wi
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -75,16 +77,18 @@ def maxpool_relu_bn(y: torch.Tensor, bn: nn.BatchNorm1d, pool: int = 3) -> torch
     """``F.max_pool1d(F.relu(bn(y)), pool)``, normalising only the pooled positions (module docstring).
 
     Args:
-        y: ``[B, C, T]`` pre-normalisation activations (a conv output), any float dtype.
+        y: ``[B, C, T]`` pre-normalisation activations (a conv output), any float dtype; or
+            ``[B, C, 1, T]`` (the channels-last layout of ``samplecnn_nhwc.py``, which the result keeps).
         bn: the ``nn.BatchNorm1d(C)`` to apply: its γ, β, ε; in training mode its running mean,
             running (unbiased) variance and ``num_batches_tracked`` are updated as it would update them.
         pool: window and stride of the max pool (no padding; a tail of ``T % pool`` is dropped).
 
     Returns:
-        ``[B, C, T // pool]`` in ``y``'s dtype (under autocast: the conv's bf16, as BatchNorm returns).
+        ``[B, C, T // pool]`` (or ``[B, C, 1, T // pool]``) in ``y``'s dtype (under autocast: the
+        conv's bf16, as BatchNorm returns).
     """
-    if y.ndim != 3 or y.shape[1] != bn.num_features:
-        raise ValueError(f"expected [B, {bn.num_features}, T], got {tuple(y.shape)}")
+    if not (y.ndim == 3 or (y.ndim == 4 and y.shape[2] == 1)) or y.shape[1] != bn.num_features:
+        raise ValueError(f"expected [B, {bn.num_features}, T] or [B, {bn.num_features}, 1, T], got {tuple(y.shape)}")
     acc = torch.promote_types(y.dtype, torch.float32)  # BatchNorm's statistics dtype
     channels = y.shape[1]
     gamma = bn.weight if bn.weight is not None else torch.ones(channels, dtype=acc, device=y.device)
@@ -94,20 +98,20 @@ def maxpool_relu_bn(y: torch.Tensor, bn: nn.BatchNorm1d, pool: int = 3) -> torch
 
     batch_stats = bn.training or (bn.running_mean is None and bn.running_var is None)
     if batch_stats:
-        count = y.shape[0] * y.shape[2]
+        count = y.numel() // channels
         if bn.training and count <= 1:  # as F.batch_norm: a variance needs two values
             raise ValueError(f"Expected more than 1 value per channel when training, got input size {y.shape}")
         signed_max, mean, var = _SignedPoolAndStatistics.apply(y, sign, pool)
         if bn.training and bn.track_running_stats and bn.running_mean is not None:
             _update_running_stats(bn, mean.detach(), var.detach(), count)
     else:  # the running statistics are constants: autograd's pool backward is all that is needed
-        signed_max = F.max_pool1d(y * sign[:, None], pool)
+        signed_max = _max_pool(y * _per_channel(sign, y), pool)
         mean, var = bn.running_mean, bn.running_var
 
     scale = gamma * torch.rsqrt(var + bn.eps)  # s, [C]
     # s·P + (β − s·μ) with P = sign·signed_max, as BatchNorm's kernels compute it (scale, then shift): one
     # pass over [B, C, L], in float32 (float64 for float64 y); autograd keeps signed_max (y's dtype) for backward.
-    normalized = torch.addcmul((beta - scale * mean)[:, None], signed_max, (scale * sign)[:, None])
+    normalized = torch.addcmul(_per_channel(beta - scale * mean, y), signed_max, _per_channel(scale * sign, y))
     return F.relu_(normalized.to(y.dtype))  # round, then rectify: what the plain modules do
 
 
@@ -123,8 +127,9 @@ class _SignedPoolAndStatistics(torch.autograd.Function):
     def forward(  # type: ignore[override]
         ctx: FunctionCtx, y: torch.Tensor, sign: torch.Tensor, pool: int
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        var, mean = torch.var_mean(y.to(torch.promote_types(y.dtype, torch.float32)), dim=(0, 2), correction=0)
-        signed_max, index = F.max_pool1d(y * sign[:, None], pool, return_indices=True)  # index: position in T
+        dims = (0, *range(2, y.ndim))  # all but the channels
+        var, mean = torch.var_mean(y.to(torch.promote_types(y.dtype, torch.float32)), dim=dims, correction=0)
+        signed_max, index = _max_pool(y * _per_channel(sign, y), pool, return_indices=True)  # index: position in T
         ctx.save_for_backward(y, sign, index, mean)
         return signed_max, mean, var
 
@@ -134,15 +139,31 @@ class _SignedPoolAndStatistics(torch.autograd.Function):
         ctx: FunctionCtx, grad_signed_max: torch.Tensor, grad_mean: torch.Tensor, grad_var: torch.Tensor
     ) -> tuple[torch.Tensor, None, None]:
         y, sign, index, mean = ctx.saved_tensors  # type: ignore[attr-defined]
-        count = y.shape[0] * y.shape[2]
+        count = y.numel() // y.shape[1]
         slope = grad_var * (2.0 / count)  # dy = slope·y + offset, per channel
         offset = grad_mean / count - slope * mean
-        grad = torch.empty_like(y)
-        # In the statistics' dtype, rounded once to y's (bf16 under autocast), in one pass.
-        torch.addcmul(offset[:, None], y, slope[:, None], out=grad)
-        # signed_max is sign·y at `index`: its gradient reaches y there, times sign.
-        grad.scatter_add_(2, index, grad_signed_max.to(y.dtype) * sign[:, None])
+        offset, slope = _per_channel(offset, y), _per_channel(slope, y)
+        if torch.compiler.is_compiling():  # (dynamo refuses a channels-last out=; compiled, the cast fuses anyway)
+            grad = torch.addcmul(offset, y, slope).to(y.dtype)
+        else:  # in the statistics' dtype, rounded once to y's (bf16 under autocast), in one pass
+            grad = torch.empty_like(y)  # (in y's memory layout)
+            torch.addcmul(offset, y, slope, out=grad)
+        # signed_max is sign·y at `index`: its gradient reaches y there, times sign. (4-D: the pool's index
+        # counts positions in the 1 × T plane, which are the positions along T.)
+        grad.scatter_add_(y.ndim - 1, index, grad_signed_max.to(y.dtype) * _per_channel(sign, y))
         return grad, None, None
+
+
+def _per_channel(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``values`` ``[C]`` shaped to broadcast over ``like`` ``[B, C, …]``."""
+    return values.view(-1, *([1] * (like.ndim - 2)))
+
+
+def _max_pool(x: torch.Tensor, pool: int, return_indices: bool = False) -> Any:
+    """Max-pool along the last axis of ``[B, C, T]`` or ``[B, C, 1, T]`` (the latter stays channels-last)."""
+    if x.ndim == 3:
+        return F.max_pool1d(x, pool, return_indices=return_indices)
+    return F.max_pool2d(x, (1, pool), return_indices=return_indices)
 
 
 def _update_running_stats(bn: nn.BatchNorm1d, mean: torch.Tensor, var: torch.Tensor, count: int) -> None:

@@ -7,7 +7,8 @@ Auto-tagging Using Raw Waveforms", SMC 2017 — the 3^9 model: 59049 samples (3.
 Each block's BatchNorm → ReLU → max-pool can run with the pool first (``block_impl="pool_first"``,
 ``models/pool_first_bn.py``): the same function and weights, normalising 3× fewer values. Or every
 layer can keep its activations channels-last (``block_impl="nhwc"``, ``models/samplecnn_nhwc.py``),
-the layout cuDNN's bf16 convs want, so that nothing is transposed around them.
+the layout cuDNN's bf16 convs want, so that nothing is transposed around them; or both
+(``"pool_first_nhwc"``).
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ from .pool_first_bn import maxpool_relu_bn
 BLOCK_CHANNELS: tuple[int, ...] = (128, 128, 256, 256, 256, 256, 256, 256, 512)
 
 # How a block runs its conv → BN → ReLU → max-pool: module by module, or with the pool before
-# the normalisation (models/pool_first_bn.py), or module by module in channels-last memory, the
-# stem and head too (models/samplecnn_nhwc.py). Same function, same parameters and buffers.
-BLOCK_IMPLS = ("plain", "pool_first", "nhwc")
+# the normalisation (models/pool_first_bn.py), or either in channels-last memory, the stem and
+# head too (models/samplecnn_nhwc.py). Same function, same parameters and buffers.
+BLOCK_IMPLS = ("plain", "pool_first", "nhwc", "pool_first_nhwc")
 
 
 def _conv_bn_relu(c_in: int, c_out: int, kernel: int, stride: int = 1, padding: int = 0) -> nn.Sequential:
@@ -73,9 +74,9 @@ class SampleCNN(Backbone):
         dropout: dropout probability before the classifier.
         block_impl: how the nine blocks run; same weights, same function: ``"plain"`` (the
             modules in order), ``"pool_first"`` (max-pool the conv output, then normalise and
-            rectify 3× fewer values; ``models/pool_first_bn.py``) or ``"nhwc"`` (the modules in
+            rectify 3× fewer values; ``models/pool_first_bn.py``), ``"nhwc"`` (the modules in
             order, every layer's activations ``[B, C, 1, T]`` in channels-last memory, as cuDNN's
-            bf16 convs want them; ``models/samplecnn_nhwc.py``).
+            bf16 convs want them; ``models/samplecnn_nhwc.py``) or ``"pool_first_nhwc"`` (both).
     """
 
     input_kind = "waveform"
@@ -103,14 +104,15 @@ class SampleCNN(Backbone):
         if block_impl not in BLOCK_IMPLS:
             raise UserError(f"unknown samplecnn block_impl {block_impl!r}; choose one of {BLOCK_IMPLS}")
         self.block_impl = block_impl
-        for block in self.blocks:  # ("nhwc" runs the whole network itself: embed)
+        for block in self.blocks:  # (the NHWC implementations run the whole network themselves: embed)
             block.impl = "pool_first" if block_impl == "pool_first" else "plain"
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """512 features ``[B, 512]`` after the 1×1 conv of waveforms ``[B, 59049]``."""
         x = as_waveform(x, self.input_length, type(self).__name__)
-        if self.block_impl == "nhwc":
-            return samplecnn_nhwc.embed(self.stem, self.blocks, self.head, x)
+        if self.block_impl in ("nhwc", "pool_first_nhwc"):
+            pool_first = self.block_impl == "pool_first_nhwc"
+            return samplecnn_nhwc.embed(self.stem, self.blocks, self.head, x, pool_first)
         x = self.head(self.blocks(self.stem(x)))  # [B, 512, 1]
         return x.flatten(1)
 

@@ -11,7 +11,8 @@ so nothing is transposed. Every layer takes and gives that layout:
 - each Conv1d runs as a 2-D conv with its weight viewed ``[out, in, 1, k]``; the stem (one input
   channel, stride = kernel) as a matrix product of the waveform's windows and the weight;
 - each BatchNorm1d runs as a 2-D one, with the same parameters and buffers (:func:`batch_norm`);
-- the max-pools are 1 × 3.
+- the max-pools are 1 × 3; or, with ``block_impl="pool_first_nhwc"``, each block pools before its
+  BatchNorm and ReLU (``pool_first_bn.py``, which keeps the layout).
 
 The modules, parameters and buffers are those of the plain network, so a checkpoint loads into
 either. The operations are the same, in another memory order, so only summation order may differ
@@ -23,6 +24,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .pool_first_bn import maxpool_relu_bn
 
 
 def to_nhwc(x: torch.Tensor) -> torch.Tensor:
@@ -72,15 +75,19 @@ def conv_bn_relu(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     return F.relu_(batch_norm(normalization, conv(convolution, x)))
 
 
-def block(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-    """A sampleCNN block (conv → BN → ReLU, then max-pool) on channels-last ``[B, C, 1, T]`` tensors."""
-    conv_layers, pool = layers
-    return F.max_pool2d(conv_bn_relu(conv_layers, x), (1, pool.kernel_size))
+def block(layers: nn.Sequential, x: torch.Tensor, pool_first: bool = False) -> torch.Tensor:
+    """A sampleCNN block (conv → BN → ReLU, then max-pool) on channels-last ``[B, C, 1, T]`` tensors;
+    ``pool_first``: the pool before BN and ReLU (``pool_first_bn.py``)."""
+    (convolution, normalization, _), pool = layers
+    if pool_first:
+        return maxpool_relu_bn(conv(convolution, x), normalization, pool=pool.kernel_size)
+    return F.max_pool2d(conv_bn_relu(layers[0], x), (1, pool.kernel_size))
 
 
-def embed(stem: nn.Sequential, blocks: nn.Sequential, head: nn.Sequential, waveform: torch.Tensor) -> torch.Tensor:
+def embed(stem: nn.Sequential, blocks: nn.Sequential, head: nn.Sequential, waveform: torch.Tensor,
+          pool_first: bool = False) -> torch.Tensor:
     """SampleCNN's features ``[B, 512]`` of ``waveform`` ``[B, 1, samples]``, every layer channels-last."""
     x = conv_bn_relu(stem, to_nhwc(waveform))
     for layers in blocks:
-        x = block(layers, x)
+        x = block(layers, x, pool_first)
     return conv_bn_relu(head, x).flatten(1)  # [B, 512, 1, 1] → [B, 512]
