@@ -37,6 +37,20 @@ def test_an_elementwise_op_reads_its_input_and_writes_its_output_and_views_move_
     assert recorder.total_flops == 0
 
 
+def test_an_out_tensor_is_only_written_and_a_scatter_moves_only_its_indexed_elements() -> None:
+    x, grad = torch.randn(4, 8, 30), torch.empty(4, 8, 30)
+    index = torch.arange(0, 30, 3).expand(4, 8, 10).contiguous()  # a third of the positions
+    src = torch.randn(4, 8, 10)
+    scale = torch.randn(8, 1)
+    with OpRecorder() as recorder:
+        torch.addcmul(scale, x, scale, out=grad)  # reads x (and scale), writes grad
+        grad.scatter_add_(2, index, src)  # reads and writes a third of grad; reads index and src
+    assert [(record.name, record.bytes) for record in recorder.records] == [
+        ("aten.addcmul", 2 * x.nbytes + scale.nbytes),
+        ("aten.scatter_add_", 2 * grad.nbytes // 3 + index.nbytes + src.nbytes),
+    ]
+
+
 def test_convolution_flops_and_dtype_are_what_the_flop_counter_and_autocast_say() -> None:
     x = torch.randn(2, 1, 24, 50, requires_grad=True)
     conv = torch.nn.Conv2d(1, 8, (9, 7))

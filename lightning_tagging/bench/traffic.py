@@ -8,7 +8,9 @@ backward runs too) and records what one eager kernel of it must move and compute
 
 - bytes: every distinct tensor argument read once plus every output written once. A view
   (``view``, ``transpose``, ``expand`` ...) moves nothing; an in-place op reads and writes
-  its tensor; a broadcast (stride-0) dimension is stored once. Reuse between consecutive
+  its tensor; a broadcast (stride-0) dimension is stored once. Two exceptions, where that rule
+  would count what the kernel never moves: an ``out=`` tensor is only written, and a scatter
+  (``scatter_add_`` ...) reads and writes only the elements its index names. Reuse between consecutive
   kernels through the L2 cache is not credited: at batch 256 the tensors are gigabytes,
   far beyond a 50 MB L2.
 - FLOPs: torch's own formulas (``torch.utils.flop_counter.flop_registry``) for
@@ -37,6 +39,10 @@ NO_TRAFFIC = frozenset({
     "detach", "alias", "_unsafe_view", "lift_fresh", "set_", "resize_",
     "transpose_", "t_", "squeeze_", "unsqueeze_", "as_strided_", "swapaxes_", "swapdims_",
 })
+
+
+# In-place scatters ``op(self, dim, index, src)``: they touch ``index.numel()`` elements of ``self``.
+SCATTERS = frozenset({"scatter_add_", "scatter_", "scatter_reduce_"})
 
 
 @dataclass(frozen=True)
@@ -73,8 +79,13 @@ class OpRecorder(TorchDispatchMode):
         # Metadata queries (prim.device, aten.sym_size ...) return no tensor; views share storage.
         if not outputs or func.is_view or name in NO_TRAFFIC:
             return out
+        written_only = {id(t) for t in tree_leaves(kwargs.get("out")) if isinstance(t, torch.Tensor)}
         inputs = {id(t): t for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)}
-        moved = sum(stored_bytes(t) for t in inputs.values()) + sum(stored_bytes(t) for t in outputs)
+        read = [t for key, t in inputs.items() if key not in written_only]
+        moved = sum(stored_bytes(t) for t in read) + sum(stored_bytes(t) for t in outputs)
+        if name in SCATTERS:  # self is args[0], the index args[2]: only the indexed elements move, both ways
+            untouched = stored_bytes(args[0]) - args[2].numel() * args[0].element_size()
+            moved -= 2 * max(untouched, 0)
         flops = 0
         if func.overloadpacket in flop_registry:
             flops = flop_registry[func.overloadpacket](*args, **kwargs, out_val=out)
