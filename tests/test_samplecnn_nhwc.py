@@ -41,16 +41,15 @@ def samplecnn_pair(train: bool, device: torch.device, dtype: torch.dtype,
     return reference.to(device).train(train), channels_last.to(device).train(train)
 
 
-def step(model: SampleCNN, x: torch.Tensor, autocast: bool = False) -> dict[str, torch.Tensor]:
-    """Output, parameter gradients and buffers (float64, on the CPU) after one forward/backward."""
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast):
-        out = model(x)
-    weights = torch.linspace(-1, 1, out.numel(), device=x.device).reshape(out.shape)
-    (out.float() * weights).sum().backward()
+def step(model: SampleCNN, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Output, parameter gradients and buffers (on the CPU) after one forward/backward."""
+    out = model(x)
+    weights = torch.linspace(-1, 1, out.numel(), dtype=out.dtype, device=x.device).reshape(out.shape)
+    (out * weights).sum().backward()
     found = {"out": out.detach()}
     found |= {f"grad {name}": p.grad for name, p in model.named_parameters()}
     found |= {f"buffer {name}": b for name, b in model.named_buffers() if b.is_floating_point()}
-    return {name: tensor.detach().double().cpu() for name, tensor in found.items()}
+    return {name: tensor.detach().cpu() for name, tensor in found.items()}
 
 
 @NHWC_IMPLS

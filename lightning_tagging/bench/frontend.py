@@ -23,7 +23,7 @@ import argparse
 import contextlib
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 
 import torch
@@ -86,7 +86,7 @@ def plan_rows(precisions: list[str], conv_impls: list[str], tiles: list[Tiles]) 
 
 
 def front_end_step(model: Musicnn, spectrogram: torch.Tensor, branches: list[str],
-                   precision: str) -> tuple[Callable[[], None], Callable[[], None]]:
+                   precision: str) -> tuple[Callable[[], None], Callable[[], torch.Tensor]]:
     """(training step, training forward) of ``model``'s front-end ``branches`` on ``spectrogram`` ``[B, 1, mels, T]``.
 
     The loss weights each branch output by a fixed random tensor, so every output element gets
@@ -109,7 +109,7 @@ def front_end_step(model: Musicnn, spectrogram: torch.Tensor, branches: list[str
         model.zero_grad(set_to_none=True)
         forward().backward()
 
-    return train_step, lambda: forward()
+    return train_step, forward
 
 
 def measure(row: FrontendRow, tiles: Tiles, model: Musicnn, spectrogram: torch.Tensor, branches: list[str],
@@ -207,7 +207,7 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _unique(tiles: Iterator[Tiles] | list[Tiles]) -> Iterator[Tiles]:
+def _unique(tiles: Iterable[Tiles]) -> Iterator[Tiles]:
     seen: set[Tiles] = set()
     for choice in tiles:
         if choice not in seen:
