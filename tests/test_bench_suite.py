@@ -32,22 +32,14 @@ def samplecnn(block_impl: str) -> str:
 # baseline: library convs on the BN'd spectrogram (Musicnn.plain_args).
 PLAIN = json.dumps({"conv_impl": "conv2d", "fold_input_bn": False, "width": 0.1}, sort_keys=True)
 BASELINE = ModelConfig("musicnn", 2, "fp32", backbone_args=PLAIN)
+PRECISIONS = ("fp32", "bf16-mixed")
 EXPECTED_MODEL_ROWS = [
     BASELINE,
-    ModelConfig("musicnn", 2, "fp32", backbone_args=musicnn("conv2d")),
-    ModelConfig("musicnn", 2, "bf16-mixed", backbone_args=musicnn("conv2d")),
-    ModelConfig("musicnn", 2, "fp32", backbone_args=musicnn("mel_windows")),
-    ModelConfig("musicnn", 2, "bf16-mixed", backbone_args=musicnn("mel_windows")),
-    ModelConfig("musicnn", 2, "fp32", backbone_args=musicnn("no_such_impl")),
-    ModelConfig("musicnn", 2, "bf16-mixed", backbone_args=musicnn("no_such_impl")),
-    ModelConfig("samplecnn", 2, "fp32", backbone_args=samplecnn("plain")),  # its own baseline (SampleCNN.plain_args)
-    ModelConfig("samplecnn", 2, "bf16-mixed", backbone_args=samplecnn("plain")),
-    ModelConfig("samplecnn", 2, "fp32", backbone_args=samplecnn("pool_first")),
-    ModelConfig("samplecnn", 2, "bf16-mixed", backbone_args=samplecnn("pool_first")),
-    ModelConfig("samplecnn", 2, "fp32", backbone_args=samplecnn("nhwc")),
-    ModelConfig("samplecnn", 2, "bf16-mixed", backbone_args=samplecnn("nhwc")),
-    ModelConfig("samplecnn", 2, "fp32", backbone_args=samplecnn("pool_first_nhwc")),
-    ModelConfig("samplecnn", 2, "bf16-mixed", backbone_args=samplecnn("pool_first_nhwc")),
+    *(ModelConfig("musicnn", 2, precision, backbone_args=musicnn(impl))
+      for impl in ("conv2d", "mel_windows", "no_such_impl") for precision in PRECISIONS),
+    # samplecnn's plain fp32 row is its own baseline (SampleCNN.plain_args)
+    *(ModelConfig("samplecnn", 2, precision, backbone_args=samplecnn(impl))
+      for impl in SAMPLECNN_BLOCK_IMPLS for precision in PRECISIONS),
 ]
 # After the fit rows: the rows that vary another setting (the quick plan has no second batch).
 VARIANT_ROWS = [
