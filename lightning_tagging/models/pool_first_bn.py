@@ -26,24 +26,27 @@ the same gradients, because the pool routes its gradient to the same position. `
 pool does: a difference of the size of bf16's own error, which the tests bound.
 
 Which pool, without asking the host: ``sign = ±1`` per channel from ``γ ≥ 0`` on the device,
-``P = sign·maxpool(sign·y)`` (multiplying by ±1 is exact in every float format). That costs
-one full-length write and one read more than a plain max pool; pooling both ways and picking
-per channel with ``torch.where`` would read ``y`` twice too and also write two sets of
-int64 indices (each 8 bytes per window, more than ``sign·y`` in bf16), so it is not cheaper.
+``P = sign·maxpool(sign·y)`` (multiplying by ±1 is exact in every float format). Given ``y``
+(:func:`maxpool_relu_bn`), ``sign·y`` costs one full-length write and one read more than a
+plain max pool. sampleCNN's blocks avoid it (:func:`conv_maxpool_relu_bn`): they negate the
+filters whose γ is negative, so their conv outputs ``sign·y`` directly, exactly. (Pooling both
+ways and picking per channel with ``torch.where`` would read ``y`` twice and write two sets of
+int64 indices, 8 bytes per window each.)
 
 Full-length ``[B, C, T]`` passes of a training step, eager, ignoring the 3× shorter tensors:
 
 - plain: forward BN (statistics: read; normalise: read, write), ReLU (read, write), pool
   (read); backward pool (write), ReLU (2 reads, write), BN (its sums: 2 reads; ``dy``: 2 reads,
   write). 10 reads, 5 writes.
-- here: forward statistics (read), ``sign·y`` (read, write), pool (read); backward ``dy``
-  (read ``y``, write) and a scatter of the pooled gradient into a third of it. About 4 reads,
-  2 writes. Under bf16 autocast the statistics are computed from a float32 copy of ``y`` (one
-  read, one float32 write), as BatchNorm accumulates in float32: a bf16 mean would shift the
+- here: forward statistics (read), pool (read); backward ``dy`` (read ``y``, write) and a
+  scatter of the pooled gradient into a third of it. About 3 reads, 1 write. (The passes over
+  the 3× shorter tensors add about three full-length ones: ``lt bench estimate`` counts them.)
+  Under bf16 autocast the statistics are computed from a float32 copy of ``y`` (one read, one
+  float32 write), as BatchNorm accumulates in float32: a bf16 mean would shift the
   output by up to 2⁻⁹·|μ|·s. Kept for backward: ``y``, the pool's int64 indices and ``P``
   (one per window), not the ReLU output ``[B, C, T]``.
 
-The dense part of the backward is written out (:class:`_SignedPoolAndStatistics`): with
+The dense part of the backward is written out (:class:`_PoolAndStatistics`): with
 ``n = B·T``, ``∂μ/∂y = 1/n`` and ``∂σ²/∂y = 2(y − μ)/n``, so ``dy = a·y + b`` per channel
 plus the pooled gradient at the pooled positions. Autograd through ``torch.var_mean`` and
 the pool gives the same numbers in 16 full-length passes, more than the plain backward's 9
@@ -65,6 +68,7 @@ No value is read on the host: the pool direction is chosen on the device, and wi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -87,25 +91,59 @@ def maxpool_relu_bn(y: torch.Tensor, bn: nn.BatchNorm1d, pool: int = 3) -> torch
         ``[B, C, T // pool]`` (or ``[B, C, 1, T // pool]``) in ``y``'s dtype (under autocast: the
         conv's bf16, as BatchNorm returns).
     """
+    sign = _pool_signs(bn, y.device)
+    return _pooled_epilogue(y * _per_channel(sign.to(y.dtype), y), sign, bn, pool)
+
+
+def conv_maxpool_relu_bn(
+    convolve: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor], conv: nn.Conv1d, bn: nn.BatchNorm1d,
+    pool: int = 3,
+) -> torch.Tensor:
+    """:func:`maxpool_relu_bn` of ``conv``'s output, with the pool's sign folded into the conv's filters.
+
+    ``convolve(weight, bias)`` runs ``conv``'s convolution of the block's input with the given
+    weight and bias (``F.conv1d``, or ``samplecnn_nhwc.conv_with``). Filters whose BatchNorm γ is
+    negative are negated, so the conv itself outputs ``sign·y`` and the pass that would multiply
+    ``y`` by the sign is never made. Negation is exact in every float format and commutes with a
+    conv's products and sums, so the result, and every gradient, equals :func:`maxpool_relu_bn`'s
+    bit for bit.
+    """
+    sign = _pool_signs(bn, conv.weight.device)
+    flip = sign.to(conv.weight.dtype)
+    bias = None if conv.bias is None else conv.bias * flip
+    weight = conv.weight * flip.view(-1, *([1] * (conv.weight.ndim - 1)))  # [out, in, k]: flip each filter
+    return _pooled_epilogue(convolve(weight, bias), sign, bn, pool)
+
+
+def _pool_signs(bn: nn.BatchNorm1d, device: torch.device) -> torch.Tensor:
+    """+1 where ``relu(bn(·))`` increases with its input (γ ≥ 0, zero included), −1 where it decreases: ``[C]``."""
+    if bn.weight is None:
+        return torch.ones(bn.num_features, device=device)
+    return torch.where(bn.weight.detach() >= 0, 1.0, -1.0)
+
+
+def _pooled_epilogue(y_signed: torch.Tensor, sign: torch.Tensor, bn: nn.BatchNorm1d, pool: int) -> torch.Tensor:
+    """``maxpool(relu(bn(y)))`` from ``y_signed = sign·y`` (``sign`` ``[C]`` from :func:`_pool_signs`)."""
+    y = y_signed  # (only its shape, dtype and device are read here)
     if not (y.ndim == 3 or (y.ndim == 4 and y.shape[2] == 1)) or y.shape[1] != bn.num_features:
         raise ValueError(f"expected [B, {bn.num_features}, T] or [B, {bn.num_features}, 1, T], got {tuple(y.shape)}")
     acc = torch.promote_types(y.dtype, torch.float32)  # BatchNorm's statistics dtype
     channels = y.shape[1]
     gamma = bn.weight if bn.weight is not None else torch.ones(channels, dtype=acc, device=y.device)
     beta = bn.bias if bn.bias is not None else torch.zeros(channels, dtype=acc, device=y.device)
-    # +1 where relu(bn(·)) increases with y (γ ≥ 0, zero included), −1 where it decreases.
-    sign = torch.where(gamma.detach() >= 0, 1.0, -1.0).to(y.dtype)
+    sign = sign.to(acc)
 
     batch_stats = bn.training or (bn.running_mean is None and bn.running_var is None)
     if batch_stats:
         count = y.numel() // channels
         if bn.training and count <= 1:  # as F.batch_norm: a variance needs two values
             raise ValueError(f"Expected more than 1 value per channel when training, got input size {y.shape}")
-        signed_max, mean, var = _SignedPoolAndStatistics.apply(y, sign, pool)
+        signed_max, signed_mean, var = _PoolAndStatistics.apply(y_signed, pool)
+        mean = signed_mean * sign  # the mean of y (that of sign·y, times sign; the variance is the same)
         if bn.training and bn.track_running_stats and bn.running_mean is not None:
             _update_running_stats(bn, mean.detach(), var.detach(), count)
     else:  # the running statistics are constants: autograd's pool backward is all that is needed
-        signed_max = _max_pool(y * _per_channel(sign, y), pool)
+        signed_max = _max_pool(y_signed, pool)
         mean, var = bn.running_mean, bn.running_var
 
     scale = gamma * torch.rsqrt(var + bn.eps)  # s, [C]
@@ -115,30 +153,30 @@ def maxpool_relu_bn(y: torch.Tensor, bn: nn.BatchNorm1d, pool: int = 3) -> torch
     return F.relu_(normalized.to(y.dtype))  # round, then rectify: what the plain modules do
 
 
-class _SignedPoolAndStatistics(torch.autograd.Function):
-    """``y`` ``[B, C, T]`` → (``maxpool(sign·y)`` ``[B, C, T // pool]``, mean ``[C]``, biased variance ``[C]``).
+class _PoolAndStatistics(torch.autograd.Function):
+    """``y`` ``[B, C, T]`` → (``maxpool(y)`` ``[B, C, T // pool]``, mean ``[C]``, biased variance ``[C]``).
 
     The pool in ``y``'s dtype; the statistics over (batch, time) in float32 (float64 for a float64
-    ``y``). Backward: the pool's gradient times ``sign`` at the pooled positions
-    ``+ dmean/n + dvar·2(y − μ)/n`` everywhere, one elementwise pass and a scatter.
+    ``y``). Backward: the pool's gradient at the pooled positions ``+ dmean/n + dvar·2(y − μ)/n``
+    everywhere, one elementwise pass and a scatter. (``y`` is ``sign·y`` of the module docstring.)
     """
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: FunctionCtx, y: torch.Tensor, sign: torch.Tensor, pool: int
+        ctx: FunctionCtx, y: torch.Tensor, pool: int
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         dims = (0, *range(2, y.ndim))  # all but the channels
         var, mean = torch.var_mean(y.to(torch.promote_types(y.dtype, torch.float32)), dim=dims, correction=0)
-        signed_max, index = _max_pool(y * _per_channel(sign, y), pool, return_indices=True)  # index: position in T
-        ctx.save_for_backward(y, sign, index, mean)
-        return signed_max, mean, var
+        pooled, index = _max_pool(y, pool, return_indices=True)  # index: position in T
+        ctx.save_for_backward(y, index, mean)
+        return pooled, mean, var
 
     @staticmethod
     @once_differentiable
     def backward(  # type: ignore[override]
-        ctx: FunctionCtx, grad_signed_max: torch.Tensor, grad_mean: torch.Tensor, grad_var: torch.Tensor
-    ) -> tuple[torch.Tensor, None, None]:
-        y, sign, index, mean = ctx.saved_tensors  # type: ignore[attr-defined]
+        ctx: FunctionCtx, grad_pooled: torch.Tensor, grad_mean: torch.Tensor, grad_var: torch.Tensor
+    ) -> tuple[torch.Tensor, None]:
+        y, index, mean = ctx.saved_tensors  # type: ignore[attr-defined]
         count = y.numel() // y.shape[1]
         slope = grad_var * (2.0 / count)  # dy = slope·y + offset, per channel
         offset = grad_mean / count - slope * mean
@@ -148,10 +186,10 @@ class _SignedPoolAndStatistics(torch.autograd.Function):
         else:  # in the statistics' dtype, rounded once to y's (bf16 under autocast), in one pass
             grad = torch.empty_like(y)  # (in y's memory layout)
             torch.addcmul(offset, y, slope, out=grad)
-        # signed_max is sign·y at `index`: its gradient reaches y there, times sign. (4-D: the pool's index
-        # counts positions in the 1 × T plane, which are the positions along T.)
-        grad.scatter_add_(y.ndim - 1, index, grad_signed_max.to(y.dtype) * _per_channel(sign, y))
-        return grad, None, None
+        # The pool's gradient reaches y at `index`. (4-D: the pool's index counts positions in the
+        # 1 × T plane, which are the positions along T.)
+        grad.scatter_add_(y.ndim - 1, index, grad_pooled.to(y.dtype))
+        return grad, None
 
 
 def _per_channel(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

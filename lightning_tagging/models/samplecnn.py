@@ -16,13 +16,14 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lightning_tagging.errors import UserError
 
 from . import samplecnn_nhwc
 from .base import Backbone, as_waveform
-from .pool_first_bn import maxpool_relu_bn
+from .pool_first_bn import conv_maxpool_relu_bn
 
 # Output channels of the nine conv(3) + max-pool(3) blocks after the strided first layer.
 BLOCK_CHANNELS: tuple[int, ...] = (128, 128, 256, 256, 256, 256, 256, 256, 512)
@@ -56,7 +57,10 @@ class _Block(nn.Sequential):
         if self.impl == "plain":
             return super().forward(x)
         conv, bn, _ = self[0]
-        return maxpool_relu_bn(conv(x), bn, pool=self[1].kernel_size)
+        def convolve(weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+            return F.conv1d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+
+        return conv_maxpool_relu_bn(convolve, conv, bn, pool=self[1].kernel_size)
 
 
 class SampleCNN(Backbone):

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .pool_first_bn import maxpool_relu_bn
+from .pool_first_bn import conv_maxpool_relu_bn
 
 
 def to_nhwc(x: torch.Tensor) -> torch.Tensor:
@@ -35,6 +35,11 @@ def to_nhwc(x: torch.Tensor) -> torch.Tensor:
 
 def conv(layer: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
     """``layer(x)`` for ``x`` ``[B, C_in, 1, T]`` channels-last → ``[B, C_out, 1, T']`` channels-last."""
+    return conv_with(layer, x, layer.weight, layer.bias)
+
+
+def conv_with(layer: nn.Conv1d, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """:func:`conv` with ``layer``'s weight ``[out, in, k]`` and bias ``[out]`` replaced by these."""
     (kernel,), (stride,), (padding,), (dilation,) = layer.kernel_size, layer.stride, layer.padding, layer.dilation
     if layer.in_channels == 1 and stride == kernel and padding == 0 and dilation == 1:
         # One channel in non-overlapping windows (the stem): a matrix product of the windows
@@ -43,10 +48,10 @@ def conv(layer: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
         batch, samples = x.shape[0], x.shape[-1]
         frames = samples // kernel
         windows = x.reshape(batch, samples)[:, : frames * kernel].view(batch, frames, kernel)
-        out = F.linear(windows, layer.weight.view(layer.out_channels, kernel), layer.bias)
+        out = F.linear(windows, weight.view(layer.out_channels, kernel), bias)
         return out.transpose(1, 2).unsqueeze(2)  # [B, C_out, 1, T'] over the same memory
-    weight = layer.weight.unsqueeze(2).contiguous(memory_format=torch.channels_last)  # [out, in, 1, k], small
-    return F.conv2d(x, weight, layer.bias, stride=(1, layer.stride[0]), padding=(0, layer.padding[0]),
+    weight = weight.unsqueeze(2).contiguous(memory_format=torch.channels_last)  # [out, in, 1, k], small
+    return F.conv2d(x, weight, bias, stride=(1, layer.stride[0]), padding=(0, layer.padding[0]),
                     dilation=(1, layer.dilation[0]), groups=layer.groups)
 
 
@@ -80,7 +85,8 @@ def block(layers: nn.Sequential, x: torch.Tensor, pool_first: bool = False) -> t
     ``pool_first``: the pool before BN and ReLU (``pool_first_bn.py``)."""
     (convolution, normalization, _), pool = layers
     if pool_first:
-        return maxpool_relu_bn(conv(convolution, x), normalization, pool=pool.kernel_size)
+        return conv_maxpool_relu_bn(lambda weight, bias: conv_with(convolution, x, weight, bias), convolution,
+                                    normalization, pool=pool.kernel_size)
     return F.max_pool2d(conv_bn_relu(layers[0], x), (1, pool.kernel_size))
 
 
