@@ -199,7 +199,9 @@ def test_a_preempted_cell_resumes_and_continues_its_wandb_run(
     assert main(argv) == 0  # resumes from preempted.ckpt and finishes
     assert json.loads((run_dir / "status.json").read_text())["attempt"] == 2
     assert not (run_dir / "checkpoints" / "preempted.ckpt").exists()
-    first, second = sorted((run_dir / "wandb").glob(f"offline-run-*-{cell.id}"))
+    # Folders offline-run-<start time>-<id>. With both attempts in this one process (never under Slurm), W&B
+    # once gave both the same start time and the second folder a suffix: offline-run-…_205613-<id>-1.
+    first, second = sorted((run_dir / "wandb").glob(f"offline-run-*-{cell.id}*"))
     a, b = summarize(first), summarize(second)
     assert a["run"].run_id == b["run"].run_id == cell.id  # one W&B run once synced (`wandb sync` appends)
     assert a["steps"] and b["steps"] and max(a["steps"]) < min(b["steps"])  # the second attempt continues
