@@ -57,6 +57,7 @@ class _Block(nn.Sequential):
         if self.impl == "plain":
             return super().forward(x)
         conv, bn, _ = self[0]
+
         def convolve(weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
             return F.conv1d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
 
