@@ -6,10 +6,13 @@ skipped with its reason, with the ratio to the baseline row of the same run.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from test_bench import json_tail
 
+from lightning_tagging.bench.frontend import FrontendRow, fastest_tiles
 from lightning_tagging.cli import main
 from lightning_tagging.models import Musicnn
 from lightning_tagging.models.triton_kernels import DEFAULT_TILES
@@ -19,9 +22,11 @@ TINY = ["--width", "0.05", "--n-mels", "16", "--n-frames", "24", "--batch", "2",
 SMALL_TILES = "t16c16k16w1s1/wg16x16x16s1w1"
 
 
-def test_rows_for_each_implementation_and_tile_choice_against_the_baseline(capsys: pytest.CaptureFixture[str]) -> None:
+def test_rows_for_each_implementation_and_tile_choice_against_the_baseline(capsys: pytest.CaptureFixture[str],
+                                                                           tmp_path: Path) -> None:
+    fastest = tmp_path / "fastest-tiles"
     code = main(["bench", "frontend", *TINY, "--precision", "fp32", "--conv-impls", "mel_windows", "fused_triton",
-                 "--tiles", "default", SMALL_TILES, "--branches", "timbral_f74"])
+                 "--tiles", "default", SMALL_TILES, "--branches", "timbral_f74", "--fastest-tiles-to", str(fastest)])
     assert code == 0
     rows = json_tail(capsys.readouterr().out)
     assert [(r["precision"], r["conv_impl"], r["fold_input_bn"], r["tiles"]) for r in rows] == [
@@ -35,6 +40,8 @@ def test_rows_for_each_implementation_and_tile_choice_against_the_baseline(capsy
         assert row["train_ms"] > 0 and row["forward_ms"] > 0 and row["first_call_s"] > 0
         assert row["clips_per_s"] == pytest.approx(2 / (row["train_ms"] / 1000))
         assert row["speedup"] == pytest.approx(rows[0]["train_ms"] / row["train_ms"])
+    triton_rows = [row for row in rows if row["conv_impl"] == "fused_triton"]
+    assert fastest.read_text() == min(triton_rows, key=lambda row: row["train_ms"])["tiles"]
 
 
 def test_rows_past_the_budget_are_skipped_but_the_baseline_runs(capsys: pytest.CaptureFixture[str]) -> None:
@@ -45,6 +52,7 @@ def test_rows_past_the_budget_are_skipped_but_the_baseline_runs(capsys: pytest.C
     assert baseline["train_ms"] > 0 and baseline["speedup"] == 1.0
     assert [r["precision"] for r in rest] == ["fp32", "bf16-mixed"]
     assert all(r["train_ms"] is None and r["error"] == "skipped: over the budget" for r in rest)
+    assert fastest_tiles([FrontendRow(**{k: v for k, v in r.items() if k != "name"}) for r in rest], "fp32") is None
 
 
 def test_a_malformed_tile_label_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:

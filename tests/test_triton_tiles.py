@@ -8,6 +8,10 @@ memory and without register spills in bf16.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -34,6 +38,25 @@ def test_labels_round_trip_and_bad_tiles_are_clear_errors() -> None:
         Tiles(wgrad_taps=8)
     with pytest.raises(ValueError, match=r"Tiles\.warps must be a power of two ≤ 32"):
         Tiles(warps=3)
+
+
+def _tiles_of_a_process_with(label: str) -> subprocess.CompletedProcess[str]:
+    """A new Python process that imports the kernels with ``LT_TRITON_TILES=label`` and prints its tiles."""
+    code = "from lightning_tagging.models.triton_kernels import tiles_in_use; print(tiles_in_use().label)"
+    environment = {**os.environ, triton_kernels.TILES_VARIABLE: label}
+    return subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True, text=True, timeout=120)
+
+
+def test_the_environment_chooses_a_processs_tiles_and_a_bad_label_is_a_clear_error() -> None:
+    choice = Tiles(frames=32, filters=32, warps=4)
+    assert choice != DEFAULT_TILES
+    chosen = _tiles_of_a_process_with(choice.label)
+    assert chosen.returncode == 0, chosen.stderr
+    assert chosen.stdout.strip() == choice.label
+    assert _tiles_of_a_process_with("").stdout.strip() == DEFAULT_TILES.label
+    malformed = _tiles_of_a_process_with("t48c64")
+    assert malformed.returncode != 0
+    assert "LT_TRITON_TILES='t48c64': tiles 't48c64': expected the form" in malformed.stderr
 
 
 def test_using_tiles_nests_and_restores_after_an_error() -> None:

@@ -25,6 +25,7 @@ import json
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 
@@ -160,6 +161,13 @@ def run(args: argparse.Namespace) -> list[FrontendRow]:
     return [row for row, _ in rows]
 
 
+def fastest_tiles(rows: list[FrontendRow], precision: str) -> str | None:
+    """The label of the ``fused_triton`` tiles whose training step was fastest in ``precision``, if any ran."""
+    timed = [(row.train_ms, row.tiles) for row in rows
+             if row.conv_impl == "fused_triton" and row.precision == precision and row.train_ms is not None]
+    return min(timed)[1] if timed else None
+
+
 def format_row(row: FrontendRow) -> str:
     if row.train_ms is None:
         return f"{row.name:<58} {row.error}"
@@ -197,6 +205,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="skip the rows still to run after this many seconds (the baseline always runs)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", action="store_true", help="print one JSON list at the end")
+    parser.add_argument("--fastest-tiles-to", type=Path, default=None, metavar="FILE",
+                        help="write the label of the fastest fused_triton tiles in the first --precision to FILE "
+                             "(empty if none ran), e.g. for LT_TRITON_TILES")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -204,6 +215,8 @@ def main(args: argparse.Namespace) -> int:
     rows = run(args)
     if args.json:
         print(json.dumps([{**asdict(row), "name": row.name} for row in rows], indent=2))
+    if args.fastest_tiles_to is not None:
+        args.fastest_tiles_to.write_text(fastest_tiles(rows, args.precision[0]) or "")
     return 0
 
 

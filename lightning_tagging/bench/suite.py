@@ -61,6 +61,7 @@ from lightning_tagging.bench.model import ModelResult
 from lightning_tagging.bench.suite_report import Row, markdown
 from lightning_tagging.bench.timing import resolve_device
 from lightning_tagging.jsonio import write_json_atomically
+from lightning_tagging.models.triton_kernels import tiles_in_use
 
 # What the full suite measures (the defaults of Plan). Each musicnn conv implementation runs at
 # every batch and precision: conv2d at fp32 is the baseline itself, conv2d at bf16 separates the
@@ -235,6 +236,7 @@ class Suite:
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
             "quick": quick,
+            "triton_tiles": tiles_in_use().label,  # LT_TRITON_TILES, or the default
             "budget_s": budget_s,
             "plan": asdict(plan),
             "elapsed_s": 0.0,

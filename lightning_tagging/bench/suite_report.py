@@ -31,7 +31,7 @@ def markdown(header: dict[str, Any], rows: list[Row]) -> str:
     lines = [
         f"Measured {header['date']} on {header['device']}, torch {header['torch']}, {header['cpus']} CPUs "
         f"(`lt bench suite{' --quick' if header.get('quick') else ''}`, {header['elapsed_s']:.0f} s"
-        f"{'' if header.get('finished') else ', unfinished'}).",
+        f"{'' if header.get('finished') else ', unfinished'}; fused_triton tiles {header.get('triton_tiles', '?')}).",
         "",
         "Model only: random audio already on the device; median of timed optimizer steps. Speedup: train clips/s "
         "over the plain eager fp32 model (library conv2d) of the same backbone and batch, measured in the same run. "

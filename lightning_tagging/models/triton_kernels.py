@@ -115,11 +115,28 @@ _TILES_LABEL = re.compile(r"t(\d+)c(\d+)k(\d+)w(\d+)s(\d+)/wg(\d+)x(\d+)x(\d+)s(
 # most 32 bytes, in the gradient kernel.
 DEFAULT_TILES = Tiles()
 
-_tiles_in_use = [DEFAULT_TILES]
+# A tile choice for a whole process (a training run, `lt bench`), without a code change: a label
+# such as ``t32c32k16w4s3/wg64x32x64s32w8``. DDP ranks and subprocesses inherit it.
+TILES_VARIABLE = "LT_TRITON_TILES"
+
+
+def tiles_from_environment() -> Tiles:
+    """The tiles :data:`TILES_VARIABLE` names, or :data:`DEFAULT_TILES` where it is unset or empty."""
+    label = os.environ.get(TILES_VARIABLE, "").strip()
+    if not label:
+        return DEFAULT_TILES
+    try:
+        return Tiles.parse(label)
+    except ValueError as error:
+        raise ValueError(f"{TILES_VARIABLE}={label!r}: {error}") from None
+
+
+_tiles_in_use = [tiles_from_environment()]
 
 
 def tiles_in_use() -> Tiles:
-    """The tiles the next launches use: :data:`DEFAULT_TILES` unless :func:`using_tiles` says otherwise."""
+    """The tiles the next launches use: :data:`DEFAULT_TILES`, or those of :data:`TILES_VARIABLE` when
+    the module was imported, unless :func:`using_tiles` says otherwise."""
     return _tiles_in_use[-1]
 
 
