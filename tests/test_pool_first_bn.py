@@ -275,7 +275,7 @@ def test_plain_args_select_the_plain_blocks() -> None:
 
 def test_unknown_block_impl_is_a_user_error() -> None:
     expected = r"unknown samplecnn block_impl 'fused'; choose one of \('plain', 'pool_first', 'nhwc', "
-    expected += r"'pool_first_nhwc'\)"
+    expected += r"'pool_first_nhwc', 'auto'\)"
     with pytest.raises(UserError, match=expected):
         SampleCNN(block_impl="fused")
 

@@ -168,7 +168,7 @@ def test_switching_keeps_the_state_dict_and_unknown_impls_are_user_errors() -> N
     assert sum(p.numel() for p in channels_last.parameters() if p.requires_grad) == 1_869_874
     channels_last.use_block_impl("plain")
     assert channels_last.block_impl == "plain" and all(block.impl == "plain" for block in channels_last.blocks)
-    with pytest.raises(UserError, match=r"choose one of \('plain', 'pool_first', 'nhwc', 'pool_first_nhwc'\)"):
+    with pytest.raises(UserError, match=r"choose one of \('plain', 'pool_first', 'nhwc', 'pool_first_nhwc', 'auto'\)"):
         SampleCNN(block_impl="channels_last")
 
 

@@ -49,6 +49,7 @@ from torch import nn
 
 from lightning_tagging.errors import UserError
 
+from . import triton_kernels
 from .base import Backbone, check_spectrogram
 from .fused_branch import conv_relu_bn_max_over_mel, fused_conv_relu_bn_max
 from .input_bn_fold import batch_normalized, folded_bias, folded_conv
@@ -66,6 +67,44 @@ FUSED_IMPLS = ("fused", "fused_compiled", "fused_triton")
 # The front-end's branches, in the order their outputs are concatenated.
 FRONTEND_BRANCHES = ("timbral_f74", "timbral_f77", "temporal_s1", "temporal_s2", "temporal_s3")
 BRANCH_IMPLS = (*IMPLEMENTATIONS, *FUSED_IMPLS)
+# "auto" trains the front-end with the Triton kernels from this many clips per batch, by the
+# precision of its convs, on the GPUs they were timed on (compute capability 9.0: H100, H200).
+FUSED_TRITON_MIN_BATCH = {"bf16": 32, "fp32": 64}
+FUSED_TRITON_MIN_CAPABILITY = (9, 0)
+
+
+def auto_branch_impl(x: torch.Tensor, training: bool) -> str:
+    """What a front-end branch with ``conv_impl="auto"`` runs for spectrograms ``x`` ``[B, 1, F, T]``:
+    ``"fused_triton"`` where it trains faster, else ``"auto"`` (``single_channel_conv.auto_impl``'s conv).
+
+    Training clips/s of the whole musicnn on an H200 (2026-11-26, ``lt bench model``; README,
+    Performance), mel_windows → fused_triton:
+
+    ======  ===================  ===================
+    batch   fp32                 bf16-mixed
+    ======  ===================  ===================
+    16      1,189 → 760          1,093 → 802
+    32      1,908 → 1,488        1,349 → 1,486
+    64      644 → 688            1,438 → 2,715
+    128     758 → 822            1,506 → 2,937
+    256     2,060 → 2,606        1,518 → 3,162
+    ======  ===================  ===================
+
+    (fp32 at 64 and 128 is slow with every implementation, and takes 20–49 GiB: cuDNN's choice of
+    algorithms at those shapes.) Inference stays with the convs: at batch 32 they ran 7,491 clips/s
+    in bf16 against fused_triton's 3,880, and within ±15 % of it at larger batches. So does
+    ``model.compile`` (below).
+    """
+    if not (training and torch.is_grad_enabled() and x.is_cuda and triton_kernels.available()):
+        return "auto"
+    if torch.compiler.is_compiling():
+        # model.compile was measured with the convs (2,759 clips/s end to end, bf16, batch 256, below
+        # eager fused_triton's 3,190); the fused branch's autograd Function splits the compiled graph.
+        return "auto"
+    if torch.cuda.get_device_capability(x.device) < FUSED_TRITON_MIN_CAPABILITY:
+        return "auto"  # (not timed, nor tested, on older GPUs)
+    low_precision = torch.is_autocast_enabled("cuda") or x.dtype in (torch.bfloat16, torch.float16)
+    return "fused_triton" if x.shape[0] >= FUSED_TRITON_MIN_BATCH["bf16" if low_precision else "fp32"] else "auto"
 
 
 def _scaled(n: float, width: float) -> int:
@@ -113,21 +152,26 @@ class _FrontendBranch(nn.Module):
     def forward(self, x: torch.Tensor, input_affine: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """``input_affine``: the input BN's (γ, β) when ``x`` is the spectrogram normalised without them
         (``input_bn_fold.py``; not for "fused" and "fused_compiled")."""
-        if self.conv_impl == "fused_triton":
+        conv_impl = self.resolved_impl(x)
+        if conv_impl == "fused_triton":
             weight, bias = self.conv.weight, self.conv.bias
             if input_affine is not None:
                 scale, shift = input_affine
                 weight, bias = weight * scale, folded_bias(self.conv, shift, x.shape[-1], self.time_padding)
             return fused_conv_relu_bn_max(F.pad(x, self.time_padding), weight, bias, self.bn, epilogue="triton")
         if input_affine is not None:
-            conv = folded_conv(x, self.conv, *input_affine, self.time_padding, self.conv_impl)
+            conv = folded_conv(x, self.conv, *input_affine, self.time_padding, conv_impl)
             return max_over(self.bn(F.relu(conv)), dim=2)
         x = F.pad(x, self.time_padding)  # pads the last (time) axis only
-        if self.conv_impl in FUSED_IMPLS:
-            compiled = self.conv_impl == "fused_compiled"
+        if conv_impl in FUSED_IMPLS:
+            compiled = conv_impl == "fused_compiled"
             return conv_relu_bn_max_over_mel(x, self.conv, self.bn, compile_epilogues=compiled)
-        conv = single_channel_conv2d(x, self.conv.weight, self.conv.bias, self.conv_impl)
+        conv = single_channel_conv2d(x, self.conv.weight, self.conv.bias, conv_impl)
         return max_over(self.bn(F.relu(conv)), dim=2)
+
+    def resolved_impl(self, x: torch.Tensor) -> str:
+        """The implementation that runs for ``x``: ``conv_impl``, or for "auto" :func:`auto_branch_impl`'s."""
+        return auto_branch_impl(x, self.training) if self.conv_impl == "auto" else self.conv_impl
 
 
 class _MidendLayer(nn.Module):
@@ -173,7 +217,9 @@ class Musicnn(Backbone):
         dense_units: units of the penultimate dense layer.
         dropout: dropout probability before each dense layer.
         conv_impl: how the front-end branches run; same weights, same function:
-            ``"auto"``, ``"conv2d"``, ``"mel_windows"`` or ``"mel_band"`` (``models/single_channel_conv.py``),
+            ``"auto"`` (the fastest where measured: :func:`auto_branch_impl`, then
+            ``single_channel_conv.auto_impl``), ``"conv2d"``, ``"mel_windows"`` or ``"mel_band"``
+            (``models/single_channel_conv.py``),
             or ``"fused"``: conv → ReLU → BN → max over mel in chunks, without writing the
             ``[B, filters, mel, T]`` conv output (``models/fused_branch.py``), or
             ``"fused_compiled"``: the same with each chunk's elementwise work and reductions
@@ -256,7 +302,7 @@ class Musicnn(Backbone):
         further from float64 than the plain bf16 model's) unless every branch is "fused_triton",
         whose kernels add the edge term in the float32 accumulator, before rounding."""
         bn = self.input_bn
-        impls = {branch.conv_impl for branch in branches}
+        impls = {branch.resolved_impl(x) for branch in branches}
         return (
             self.fold_input_bn
             and torch.is_grad_enabled()

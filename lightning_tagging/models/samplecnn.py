@@ -31,7 +31,19 @@ BLOCK_CHANNELS: tuple[int, ...] = (128, 128, 256, 256, 256, 256, 256, 256, 512)
 # How a block runs its conv → BN → ReLU → max-pool: module by module, or with the pool before
 # the normalisation (models/pool_first_bn.py), or either in channels-last memory, the stem and
 # head too (models/samplecnn_nhwc.py). Same function, same parameters and buffers.
-BLOCK_IMPLS = ("plain", "pool_first", "nhwc", "pool_first_nhwc")
+# "auto": the fastest where measured, by the device of each batch (:func:`auto_block_impl`).
+BLOCK_IMPLS = ("plain", "pool_first", "nhwc", "pool_first_nhwc", "auto")
+
+
+def auto_block_impl(device: torch.device) -> str:
+    """What ``block_impl="auto"`` runs on ``device``: ``"nhwc"`` on CUDA GPUs, else ``"plain"``.
+
+    Training clips/s on an H200 (2026-11-26, ``lt bench model``; README, Performance), plain → nhwc:
+    batch 256 fp32 2,793 → 4,598, bf16-mixed 3,095 → 6,335; batch 16 fp32 1,898 → 2,398, bf16-mixed
+    1,476 → 2,248; pool_first and pool_first_nhwc were slower than nhwc in all four. On this
+    project's 2-core CPU, training ran 1.1–2.4× slower in nhwc than plain (README, Performance).
+    """
+    return "nhwc" if device.type == "cuda" else "plain"
 
 
 def _conv_bn_relu(c_in: int, c_out: int, kernel: int, stride: int = 1, padding: int = 0) -> nn.Sequential:
@@ -81,14 +93,15 @@ class SampleCNN(Backbone):
             modules in order), ``"pool_first"`` (max-pool the conv output, then normalise and
             rectify 3× fewer values; ``models/pool_first_bn.py``), ``"nhwc"`` (the modules in
             order, every layer's activations ``[B, C, 1, T]`` in channels-last memory, as cuDNN's
-            bf16 convs want them; ``models/samplecnn_nhwc.py``) or ``"pool_first_nhwc"`` (both).
+            bf16 convs want them; ``models/samplecnn_nhwc.py``), ``"pool_first_nhwc"`` (both), or
+            ``"auto"``: :func:`auto_block_impl`'s choice for the device of each batch.
     """
 
     input_kind = "waveform"
     # The benchmarks' baseline: the modules in order, as a plain PyTorch port runs them.
     plain_args: ClassVar[dict[str, object]] = {"block_impl": "plain"}
 
-    def __init__(self, n_tags: int = 50, dropout: float = 0.5, block_impl: str = "plain") -> None:
+    def __init__(self, n_tags: int = 50, dropout: float = 0.5, block_impl: str = "auto") -> None:
         super().__init__()
         self.n_tags = n_tags
         self.input_length = 3 ** (len(BLOCK_CHANNELS) + 1)  # 59049
@@ -115,8 +128,9 @@ class SampleCNN(Backbone):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """512 features ``[B, 512]`` after the 1×1 conv of waveforms ``[B, 59049]``."""
         x = as_waveform(x, self.input_length, type(self).__name__)
-        if self.block_impl in ("nhwc", "pool_first_nhwc"):
-            pool_first = self.block_impl == "pool_first_nhwc"
+        block_impl = auto_block_impl(x.device) if self.block_impl == "auto" else self.block_impl
+        if block_impl in ("nhwc", "pool_first_nhwc"):
+            pool_first = block_impl == "pool_first_nhwc"
             return samplecnn_nhwc.embed(self.stem, self.blocks, self.head, x, pool_first)
         x = self.head(self.blocks(self.stem(x)))  # [B, 512, 1]
         return x.flatten(1)
