@@ -70,12 +70,14 @@ def test_using_tiles_nests_and_restores_after_an_error() -> None:
     assert tiles_in_use() == DEFAULT_TILES
 
 
-def kernel_results(tiles: Tiles, device: torch.device) -> dict[str, torch.Tensor]:
+def kernel_results(tiles: Tiles, device: torch.device, kernel: tuple[int, int] = (5, 7)) -> dict[str, torch.Tensor]:
     """Every kernel's outputs, float64, with ``tiles``, on ``device`` (returned on the CPU): 40 filters,
-    37 frames, 6 mel positions, 5×7 taps (so no tile divides frames, filters or taps evenly), 3 clips."""
+    37 frames, 6 mel positions, 5×7 taps (so no tile divides frames, filters or taps evenly), 3 clips;
+    or a ``kernel`` of other mel bands × frames, over as many more mel bands and frames."""
+    kernel_mels, kernel_steps = kernel
     generator = torch.Generator().manual_seed(0)
-    x = torch.randn(3, 1, 10, 43, dtype=torch.float64, generator=generator)
-    weight = torch.randn(40, 1, 5, 7, dtype=torch.float64, generator=generator)
+    x = torch.randn(3, 1, 5 + kernel_mels, 36 + kernel_steps, dtype=torch.float64, generator=generator)
+    weight = torch.randn(40, 1, kernel_mels, kernel_steps, dtype=torch.float64, generator=generator)
     bias = torch.randn(40, 37, dtype=torch.float64, generator=generator) * 0.1
     sign = torch.where(torch.arange(40) % 3 == 0, -1.0, 1.0).double()
     k0, k1 = torch.randn(2, 40, dtype=torch.float64, generator=generator)
@@ -83,7 +85,7 @@ def kernel_results(tiles: Tiles, device: torch.device) -> dict[str, torch.Tensor
     x, weight, bias, sign, k0, k1, dz = (t.to(device) for t in (x, weight, bias, sign, k0, k1, dz))
     with using_tiles(tiles):
         value, ties, total, mean, var, count = triton_branch.forward_partials(x, weight, bias, sign)
-        grad, matched = triton_branch.grad_of_conv(x, weight, bias, 1, 5, value, k0, k1, dz)
+        grad, matched = triton_branch.grad_of_conv(x, weight, bias, 1, 5 if kernel_mels < 6 else 2, value, k0, k1, dz)
         weight_grad = triton_branch.weight_grad(x, grad, 1, weight.shape)
     found = {"value": value, "ties": ties, "total": total, "mean": mean, "var": var, "count": torch.tensor(count),
              "grad": grad, "matched": matched, "weight_grad": weight_grad, "x": x, "weight": weight, "bias": bias,
@@ -105,6 +107,40 @@ def test_every_tile_choice_computes_what_the_default_computes(tiles: Tiles, devi
     torch.testing.assert_close(found["value"], (y * flip).amax(dim=2) * flip[..., 0], rtol=1e-12, atol=1e-12)
 
 
+def test_packed_windows_hold_each_frames_taps_contiguously_in_aligned_rows() -> None:
+    x = torch.randn(2, 1, 6, 12, dtype=torch.float64)
+    packed = triton_branch.pack_windows(x, kernel_mels=3, kernel_steps=7, width=8)  # [B, T' = 6, row]
+    assert packed.shape[:2] == (2, 6) and packed.shape[2] % triton_branch.ALIGNMENT == 0
+    # the last mel position's taps (3 rows of 8, padded to 32) stay inside the row:
+    assert packed.shape[2] >= 3 * 8 + triton_branch.packed_taps(3, 8) == 24 + 32
+    for b, t, m, j in ((0, 0, 0, 0), (1, 5, 5, 6), (1, 2, 3, 4)):
+        assert packed[b, t, m * 8 + j] == x[b, 0, m, t + j]
+    assert not packed.view(2, 6, -1)[:, :, 6 * 8:].any()  # the row's tail
+    assert not packed[:, :, :48].view(2, 6, 6, 8)[..., 7:].any()  # each mel row's 8th tap
+    weight = torch.randn(4, 1, 3, 7, dtype=torch.float64)
+    padded = triton_branch.padded_weight(weight, 8)
+    assert padded.shape == (4, 32) and padded.is_contiguous()
+    rows = padded[:, :24].view(4, 3, 8)
+    assert torch.equal(rows[..., :7], weight[:, 0]) and not rows[..., 7:].any()
+    assert not padded[:, 24:].any()
+    with pytest.raises(ValueError, match=r"Tiles\.pack must be 0 \(off\), 8 or 16"):
+        Tiles(pack=4)
+
+
+@pytest.mark.parametrize("kernel", [(5, 9), (1, 7), (9, 3)], ids=lambda kernel: f"{kernel[0]}x{kernel[1]}")
+def test_packed_tiles_fall_back_or_pack_and_compute_what_the_default_computes(kernel: tuple[int, int]) -> None:
+    """Wider than the pack (5 × 9) or one band tall (1 × 7, musicnn's temporal kernels are 1 × 32–128):
+    read unpacked; 9 × 3 packed, with 9·8 = 72 taps padded to 80."""
+    packed = Tiles(pack=8)
+    assert triton_branch.packs(packed, *kernel) == (kernel == (9, 3))
+    cpu = torch.device("cpu")
+    expected, found = kernel_results(DEFAULT_TILES, cpu, kernel), kernel_results(packed, cpu, kernel)
+    for name in ("ties", "matched"):
+        assert torch.equal(found[name], expected[name]), name
+    for name in ("value", "total", "mean", "var", "grad", "weight_grad"):
+        torch.testing.assert_close(found[name], expected[name], rtol=1e-12, atol=1e-12, msg=name)
+
+
 @pytest.mark.parametrize("tiles", CANDIDATE_TILES, ids=lambda tiles: tiles.label)
 def test_every_candidate_compiles_for_an_h100(tiles: Tiles) -> None:
     """Within the shared memory of one block, bf16 without register spills, fp32 (TF32) with at most
@@ -115,3 +151,5 @@ def test_every_candidate_compiles_for_an_h100(tiles: Tiles) -> None:
             assert found["spill_bytes"] <= spill_limit, (dtype, kernel, found)
             expected_warps = tiles.wgrad_warps if kernel == "weight_grad_kernel" else tiles.warps
             assert found["warps"] == expected_warps, (kernel, found)
+            if tiles.pack:  # what packing is for: the window loads become pipelined asynchronous copies
+                assert found["async_copies"] > 0, (dtype, kernel, found)

@@ -64,6 +64,74 @@ def _check(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> tuple[i
     return n_positions, n_frames, filters, kernel_mels * kernel_steps
 
 
+@dataclasses.dataclass(frozen=True)
+class _KernelInput:
+    """What a kernel reads for a spectrogram ``x`` ``[B, 1, F, T]``: ``x`` itself, or its packed windows."""
+
+    x: torch.Tensor
+    taps_per_row: int  # the kernels' KW: the conv's width, or Tiles.pack when packed
+    strides: tuple[int, int, int]  # of clips, mel rows and frames (sxb, sxf, sxt)
+    packed: bool
+
+    def constants(self) -> dict[str, Any]:
+        return {"KW": self.taps_per_row, "PACKED": self.packed}
+
+
+def packs(tiles: Tiles, kernel_mels: int, kernel_steps: int) -> bool:
+    """Whether the kernels read packed windows (``Tiles.pack``) for a ``kernel_mels × kernel_steps`` conv:
+    taller than one band (a one-band kernel's taps are contiguous frames already) and at most
+    ``pack`` frames wide."""
+    return bool(tiles.pack) and kernel_mels > 1 and kernel_steps <= tiles.pack
+
+
+# Packed taps and rows are padded to multiples of 16 elements: Triton vectorizes a load, and
+# pipelines it (cp.async), only where it can prove 16-element alignment and a mask that is constant
+# over each vector, and it learns that of integer arguments divisible by 16.
+ALIGNMENT = 16
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return _cdiv(n, multiple) * multiple
+
+
+def packed_taps(kernel_mels: int, width: int) -> int:
+    """The taps a packed kernel row holds: ``kh·width``, zero-padded to a multiple of 16."""
+    return _round_up(kernel_mels * width, ALIGNMENT)
+
+
+def pack_windows(x: torch.Tensor, kernel_mels: int, kernel_steps: int, width: int) -> torch.Tensor:
+    """``[B, T', R]`` with ``[b, t, m·width + j] = x[b, 0, m, t + j]`` for ``j < kernel_steps``, else 0.
+
+    ``x`` ``[B, 1, F, T]``, ``T' = T − kernel_steps + 1``: each frame's window over every mel row,
+    so the taps ``(i, j)`` of mel position ``f`` are the contiguous run from ``f·width``. Rows hold
+    ``R ≥ F·width`` elements, a multiple of 16, with zeros after the windows, so that the last mel
+    position's :func:`packed_taps` run stays inside its row.
+    """
+    batch, _, n_mels, n_steps = x.shape
+    n_frames = n_steps - kernel_steps + 1
+    row = _round_up((n_mels - kernel_mels) * width + packed_taps(kernel_mels, width), ALIGNMENT)
+    packed = x.new_zeros(batch, n_frames, row)
+    windows = packed[:, :, :n_mels * width].view(batch, n_frames, n_mels, width)
+    windows[..., :kernel_steps] = x[:, 0].unfold(2, kernel_steps, 1).transpose(1, 2)  # [B, T', F, kw]
+    return packed
+
+
+def padded_weight(weight: torch.Tensor, width: int) -> torch.Tensor:
+    """``weight`` ``[C, 1, kh, kw]`` as a packed kernel reads it: ``[C, packed_taps]``, contiguous, with tap
+    ``(i, j)`` at ``i·width + j`` and zeros elsewhere."""
+    filters, _, kernel_mels, kernel_steps = weight.shape
+    padded = weight.new_zeros(filters, packed_taps(kernel_mels, width))
+    padded[:, :kernel_mels * width].view(filters, kernel_mels, width)[..., :kernel_steps] = weight[:, 0]
+    return padded
+
+
+def _kernel_input(x: torch.Tensor, kernel_mels: int, kernel_steps: int, tiles: Tiles) -> _KernelInput:
+    if packs(tiles, kernel_mels, kernel_steps):
+        windows = pack_windows(x, kernel_mels, kernel_steps, tiles.pack)
+        return _KernelInput(windows, tiles.pack, (windows.stride(0), tiles.pack, windows.stride(1)), True)
+    return _KernelInput(x, kernel_steps, (x.stride(0), x.stride(2), x.stride(3)), False)
+
+
 # --- forward -------------------------------------------------------------------------------
 
 
@@ -80,15 +148,18 @@ def _extremes_outputs(x: torch.Tensor, weight: torch.Tensor, tiles: Tiles) -> tu
 @torch.library.custom_op("lightning_tagging::conv_relu_extremes", mutates_args=())
 def _extremes_op(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, sign: torch.Tensor,
                  tiles: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    n_positions, n_frames, filters, taps = _check(x, weight, bias)
+    n_positions, n_frames, filters, _ = _check(x, weight, bias)
     chosen = Tiles(*tiles)
     value, ties, total, means, m2s = _extremes_outputs(x, weight, chosen)
-    strides = (x.stride(0), x.stride(2), x.stride(3), weight.stride(0), 1, bias.stride(0), bias.stride(1))
+    read = _kernel_input(x, weight.shape[2], weight.shape[3], chosen)
+    weight = padded_weight(weight, read.taps_per_row) if read.packed else weight
+    taps = weight[0].numel()
+    strides = (*read.strides, weight.stride(0), 1, bias.stride(0), bias.stride(1))
     launch(_forward_kernel, (x.shape[0], means.shape[1], _cdiv(filters, chosen.filters)),
-           x, weight, bias, sign.to(total.dtype).contiguous(), value, ties, total, means, m2s,
+           read.x, weight, bias, sign.to(total.dtype).contiguous(), value, ties, total, means, m2s,
            n_positions, n_frames, filters, taps, *strides,
-           KW=weight.shape[3], BLOCK_T=chosen.frames, BLOCK_C=chosen.filters, BLOCK_K=chosen.taps,
-           **kernel_constants(x), **chosen.launch_options("forward_kernel"))
+           BLOCK_T=chosen.frames, BLOCK_C=chosen.filters, BLOCK_K=chosen.taps,
+           **read.constants(), **kernel_constants(x), **chosen.launch_options("forward_kernel"))
     return value, ties, total, means, m2s
 
 
@@ -132,15 +203,22 @@ def forward_partials(
 def _grad_op(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, start: int, stop: int, pooled: torch.Tensor,
              k0: torch.Tensor, k1: torch.Tensor, dz: torch.Tensor,
              tiles: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    _, n_frames, filters, taps = _check(x, weight, bias)
+    _, n_frames, filters, _ = _check(x, weight, bias)
     chosen = Tiles(*tiles)
     grad, matched = _grad_outputs(x, weight, start, stop)
-    strides = (x.stride(0), x.stride(2), x.stride(3), weight.stride(0), 1, bias.stride(0), bias.stride(1))
+    kernel_mels, kernel_steps = weight.shape[2:]
+    rows = x
+    if packs(chosen, kernel_mels, kernel_steps):  # pack only the mel rows this chunk reads
+        rows, start, stop = x[:, :, start:stop + kernel_mels - 1], 0, stop - start
+    read = _kernel_input(rows, kernel_mels, kernel_steps, chosen)
+    weight = padded_weight(weight, read.taps_per_row) if read.packed else weight
+    taps = weight[0].numel()
+    strides = (*read.strides, weight.stride(0), 1, bias.stride(0), bias.stride(1))
     launch(_grad_kernel, (x.shape[0], _cdiv(n_frames, chosen.frames), _cdiv(filters, chosen.filters)),
-           x, weight, bias, pooled.contiguous(), k0.contiguous(), k1.contiguous(), dz.contiguous(),
+           read.x, weight, bias, pooled.contiguous(), k0.contiguous(), k1.contiguous(), dz.contiguous(),
            grad, matched, start, stop, n_frames, filters, taps, *strides,
-           KW=weight.shape[3], BLOCK_T=chosen.frames, BLOCK_C=chosen.filters, BLOCK_K=chosen.taps,
-           **kernel_constants(x), **chosen.launch_options("grad_kernel"))
+           BLOCK_T=chosen.frames, BLOCK_C=chosen.filters, BLOCK_K=chosen.taps,
+           **read.constants(), **kernel_constants(x), **chosen.launch_options("grad_kernel"))
     return grad, matched
 
 
@@ -175,16 +253,27 @@ def grad_of_conv(
 def _weight_grad_op(x: torch.Tensor, grad: torch.Tensor, start: int, kernel_mels: int, kernel_steps: int,
                     tiles: list[int]) -> torch.Tensor:
     batch, filters, n_rows, n_frames = grad.shape
-    taps = kernel_mels * kernel_steps
     chosen = Tiles(*tiles)
     partial = _weight_grad_partial(x, grad, kernel_mels, kernel_steps, chosen)
+    rows = x
+    if packs(chosen, kernel_mels, kernel_steps):  # pack only the mel rows these gradient rows read
+        rows, start = x[:, :, start:start + n_rows + kernel_mels - 1], 0
+    read = _kernel_input(rows, kernel_mels, kernel_steps, chosen)
+    taps = packed_taps(kernel_mels, read.taps_per_row) if read.packed else kernel_mels * kernel_steps
+    if read.packed:  # the packed taps' sums, of which the zero-padded ones are dropped below
+        partial = partial.new_empty(partial.shape[0], filters, taps)
     constants = kernel_constants(x)
     launch(_weight_grad_kernel, (_cdiv(filters, chosen.wgrad_filters), _cdiv(taps, chosen.wgrad_taps),
                                  partial.shape[0]),
-           x, grad, partial, batch, n_rows, start, n_frames, filters, taps, x.stride(0), x.stride(2), x.stride(3),
-           KW=kernel_steps, BLOCK_T=chosen.wgrad_frames, BLOCK_C=chosen.wgrad_filters, BLOCK_K=chosen.wgrad_taps,
+           read.x, grad, partial, batch, n_rows, start, n_frames, filters, taps, *read.strides,
+           BLOCK_T=chosen.wgrad_frames, BLOCK_C=chosen.wgrad_filters, BLOCK_K=chosen.wgrad_taps,
            ACC=constants["ACC"], PRECISION=constants["PRECISION"], UPCAST=constants["UPCAST"],
-           **chosen.launch_options("weight_grad_kernel"))
+           **read.constants(), **chosen.launch_options("weight_grad_kernel"))
+    if read.packed:
+        splits = partial.shape[0]
+        partial = partial[:, :, :kernel_mels * read.taps_per_row]
+        partial = partial.view(splits, filters, kernel_mels, read.taps_per_row)[..., :kernel_steps]
+        partial = partial.reshape(splits, filters, kernel_mels * kernel_steps)
     return partial
 
 

@@ -74,6 +74,11 @@ class Tiles:
     wgrad_frames: int = 64
     wgrad_splits: int = 32
     wgrad_warps: int = 8
+    # Taps per mel row of a packed copy of the input's windows, 0 for none. With 8, a conv at most 8
+    # frames wide and taller than one band (musicnn's timbral ones: 7 frames) reads a copy
+    # ``[B, T', F·8]`` whose window rows are contiguous and 16-byte aligned: one vector load per 8
+    # taps instead of a gather per tap, at 8/7 of the taps (the 8th weight is zero).
+    pack: int = 0
 
     def __post_init__(self) -> None:
         dims = {"frames": self.frames, "filters": self.filters, "taps": self.taps,
@@ -84,13 +89,16 @@ class Tiles:
         for name, warps in (("warps", self.warps), ("wgrad_warps", self.wgrad_warps)):
             if warps not in (1, 2, 4, 8, 16, 32):
                 raise ValueError(f"Tiles.{name} must be a power of two ≤ 32, got {warps}")
+        if self.pack not in (0, 8, 16):
+            raise ValueError(f"Tiles.pack must be 0 (off), 8 or 16, got {self.pack}")
         if self.stages < 1 or self.wgrad_splits < 1:
             raise ValueError(f"Tiles.stages and Tiles.wgrad_splits must be ≥ 1, got {self.stages}, {self.wgrad_splits}")
 
     @property
     def label(self) -> str:
         return (f"t{self.frames}c{self.filters}k{self.taps}w{self.warps}s{self.stages}/"
-                f"wg{self.wgrad_filters}x{self.wgrad_taps}x{self.wgrad_frames}s{self.wgrad_splits}w{self.wgrad_warps}")
+                f"wg{self.wgrad_filters}x{self.wgrad_taps}x{self.wgrad_frames}s{self.wgrad_splits}w{self.wgrad_warps}"
+                + (f"/p{self.pack}" if self.pack else ""))
 
     @classmethod
     def parse(cls, label: str) -> Tiles:
@@ -98,7 +106,7 @@ class Tiles:
         match = _TILES_LABEL.fullmatch(label.strip())
         if match is None:
             raise ValueError(f"tiles {label!r}: expected the form {cls().label!r}")
-        return cls(*(int(group) for group in match.groups()))
+        return cls(*(int(group) for group in match.groups() if group is not None))
 
     def launch_options(self, kernel: str) -> dict[str, int]:
         """Triton's launch options for ``kernel`` (a name in this module)."""
@@ -106,7 +114,7 @@ class Tiles:
         return {"num_warps": warps, "num_stages": self.stages}
 
 
-_TILES_LABEL = re.compile(r"t(\d+)c(\d+)k(\d+)w(\d+)s(\d+)/wg(\d+)x(\d+)x(\d+)s(\d+)w(\d+)")
+_TILES_LABEL = re.compile(r"t(\d+)c(\d+)k(\d+)w(\d+)s(\d+)/wg(\d+)x(\d+)x(\d+)s(\d+)w(\d+)(?:/p(\d+))?")
 
 # Not timed on a GPU yet. Chosen so that ptxas (sm_90, `compile_for_gpu`) spills no registers in bf16
 # and next to none in fp32 (TF32), as each program keeps the running extreme, tie count, sum and bias
@@ -181,18 +189,32 @@ if triton is not None:
             return v.to(OUT).to(ACC)
 
     @triton.jit
+    def _windows(x_ptr, b, f, t, k, t_ok, k_ok, sxb, sxf, sxt, KW: tl.constexpr, PACKED: tl.constexpr):
+        """The window matrix ``[frames t, taps k]`` of mel position ``f``: ``x[b, f + k // KW, t + k % KW]``.
+
+        ``PACKED``: ``x`` is the packed copy ``[B, T', F·KW]`` (``Tiles.pack``), where that tap is at
+        ``f·KW + k`` of row ``t``: contiguous and aligned along ``k``.
+        """
+        if PACKED:
+            return tl.load(x_ptr + b * sxb + t[:, None] * sxt + (f * KW + k)[None, :],
+                           mask=t_ok[:, None] & k_ok[None, :], other=0.0)
+        else:
+            rows = f + k // KW
+            cols = t[:, None] + (k % KW)[None, :]
+            return tl.load(x_ptr + b * sxb + rows[None, :] * sxf + cols * sxt, mask=t_ok[:, None] & k_ok[None, :],
+                           other=0.0)
+
+    @triton.jit
     def _conv_relu_row(x_ptr, w_ptr, bias, b, f, t, c, t_ok, c_ok, K, sxb, sxf, sxt, swc, swk,
                        KW: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr,
-                       ACC: tl.constexpr, OUT: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr):
+                       ACC: tl.constexpr, OUT: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+                       PACKED: tl.constexpr):
         """``relu(conv)`` at mel position ``f``, frames ``t`` × filters ``c``: rounded to ``OUT``, held as ``ACC``."""
         acc = tl.zeros((BLOCK_T, BLOCK_C), dtype=ACC)
         for k0 in range(0, K, BLOCK_K):
             k = k0 + tl.arange(0, BLOCK_K)
             k_ok = k < K
-            rows = f + k // KW
-            cols = t[:, None] + (k % KW)[None, :]
-            a = tl.load(x_ptr + b * sxb + rows[None, :] * sxf + cols * sxt, mask=t_ok[:, None] & k_ok[None, :],
-                        other=0.0)
+            a = _windows(x_ptr, b, f, t, k, t_ok, k_ok, sxb, sxf, sxt, KW, PACKED)
             w = tl.load(w_ptr + c[None, :] * swc + k[:, None] * swk, mask=k_ok[:, None] & c_ok[None, :], other=0.0)
             if UPCAST:  # the interpreter's tl.dot mishandles bf16 operands (exact in float32)
                 a, w = a.to(ACC), w.to(ACC)
@@ -203,7 +225,8 @@ if triton is not None:
     def forward_kernel(x_ptr, w_ptr, bias_ptr, sign_ptr, value_ptr, ties_ptr, total_ptr, mean_ptr, m2_ptr,
                        F_OUT, T_OUT, C, K, sxb, sxf, sxt, swc, swk, sbc, sbt,
                        KW: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr,
-                       ACC: tl.constexpr, OUT: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr):
+                       ACC: tl.constexpr, OUT: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+                       PACKED: tl.constexpr):
         """One program: clip ``b``, a tile of frames × filters, every mel position (see forward_partials)."""
         b = tl.program_id(0)
         tile_t = tl.program_id(1)
@@ -223,7 +246,7 @@ if triton is not None:
         n_row = tl.sum(t_ok.to(ACC), axis=0)
         for f in range(0, F_OUT):
             y = _conv_relu_row(x_ptr, w_ptr, bias, b, f, t, c, t_ok, c_ok, K, sxb, sxf, sxt, swc, swk,
-                               KW, BLOCK_T, BLOCK_C, BLOCK_K, ACC, OUT, PRECISION, UPCAST)
+                               KW, BLOCK_T, BLOCK_C, BLOCK_K, ACC, OUT, PRECISION, UPCAST, PACKED)
             v = y * flip[None, :]
             ties = tl.where(v > best, 1, tl.where(v == best, ties + 1, ties))
             best = tl.maximum(best, v)
@@ -246,7 +269,8 @@ if triton is not None:
     def grad_kernel(x_ptr, w_ptr, bias_ptr, pooled_ptr, k0_ptr, k1_ptr, dz_ptr, grad_ptr, matched_ptr,
                     F_START, F_STOP, T_OUT, C, K, sxb, sxf, sxt, swc, swk, sbc, sbt,
                     KW: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr,
-                    ACC: tl.constexpr, OUT: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr):
+                    ACC: tl.constexpr, OUT: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+                    PACKED: tl.constexpr):
         """One program: clip ``b``, a tile of frames × filters, mel positions ``F_START:F_STOP`` (see grad_of_conv)."""
         b = tl.program_id(0)
         t = tl.program_id(1) * BLOCK_T + tl.arange(0, BLOCK_T)
@@ -263,7 +287,7 @@ if triton is not None:
         n_rows = F_STOP - F_START
         for f in range(F_START, F_STOP):
             y = _conv_relu_row(x_ptr, w_ptr, bias, b, f, t, c, t_ok, c_ok, K, sxb, sxf, sxt, swc, swk,
-                               KW, BLOCK_T, BLOCK_C, BLOCK_K, ACC, OUT, PRECISION, UPCAST)
+                               KW, BLOCK_T, BLOCK_C, BLOCK_K, ACC, OUT, PRECISION, UPCAST, PACKED)
             at_extreme = y == pooled
             matched += at_extreme.to(tl.int32)
             grad = k0[None, :] + y * k1[None, :] + tl.where(at_extreme, dz, 0.0)
@@ -275,7 +299,7 @@ if triton is not None:
     @triton.jit
     def weight_grad_kernel(x_ptr, grad_ptr, out_ptr, B, N_ROWS, F_START, T_OUT, C, K, sxb, sxf, sxt,
                            KW: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr,
-                           ACC: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr):
+                           ACC: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr, PACKED: tl.constexpr):
         """One program: filters × taps tile of ``Σ_{b, f, t} grad[b, c, f, t] · x[b, f + i, t + j]`` over its clips."""
         c = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
         k = tl.program_id(1) * BLOCK_K + tl.arange(0, BLOCK_K)
@@ -289,10 +313,7 @@ if triton is not None:
                     t_ok = t < T_OUT
                     g = tl.load(grad_ptr + ((b * C + c[:, None]) * N_ROWS + f) * T_OUT + t[None, :],
                                 mask=c_ok[:, None] & t_ok[None, :], other=0.0)
-                    rows = F_START + f + k // KW
-                    cols = t[:, None] + (k % KW)[None, :]
-                    a = tl.load(x_ptr + b * sxb + rows[None, :] * sxf + cols * sxt,
-                                mask=t_ok[:, None] & k_ok[None, :], other=0.0)
+                    a = _windows(x_ptr, b, F_START + f, t, k, t_ok, k_ok, sxb, sxf, sxt, KW, PACKED)
                     if UPCAST:
                         g, a = g.to(ACC), a.to(ACC)
                     acc = tl.dot(g, a, acc, input_precision=PRECISION, out_dtype=ACC)
@@ -343,8 +364,9 @@ def compile_for_gpu(dtype: torch.dtype, arch: int = 90, kernel_width: int = 7, t
     What a launch on that GPU would compile for ``dtype`` inputs and ``tiles`` (default: those in
     use), down to machine code (Triton's bundled ``ptxas``): a kernel that does not compile, or needs
     more shared memory than the GPU has, fails here, on any machine. Returns per kernel its shared
-    memory (bytes), warps, and what ``ptxas -v`` reports of registers per thread and register
-    spills (bytes stored per thread).
+    memory (bytes), warps, the asynchronous copies to shared memory in its code (``cp.async``: the
+    loads Triton pipelines; it does so only for loads it can vectorize), and what ``ptxas -v``
+    reports of registers per thread and register spills (bytes stored per thread).
     """
     require_triton()
     from triton.backends.compiler import GPUTarget
@@ -353,22 +375,32 @@ def compile_for_gpu(dtype: torch.dtype, arch: int = 90, kernel_width: int = 7, t
     tiles = tiles or tiles_in_use()
     acc = accumulation_dtype(dtype)
     precision = "ieee" if dtype == torch.float64 or (dtype == torch.float32 and not tf32) else "tf32"
-    common = {"KW": kernel_width, "ACC": getattr(tl, TRITON_DTYPES[acc]), "PRECISION": precision, "UPCAST": False}
+    packed = bool(tiles.pack) and kernel_width <= tiles.pack  # (as for a kernel taller than one band)
+    common = {"KW": tiles.pack if packed else kernel_width, "ACC": getattr(tl, TRITON_DTYPES[acc]),
+              "PRECISION": precision, "UPCAST": False, "PACKED": packed}
     conv = {**common, "BLOCK_T": tiles.frames, "BLOCK_C": tiles.filters, "BLOCK_K": tiles.taps,
-            "OUT": getattr(tl, TRITON_DTYPES[dtype])}
+            "OUT": getattr(tl, TRITON_DTYPES[dtype]), "swk": 1}  # (a launch specializes an int 1 so)
     constants = {"forward_kernel": conv, "grad_kernel": conv,
                  "weight_grad_kernel": {**common, "BLOCK_T": tiles.wgrad_frames, "BLOCK_C": tiles.wgrad_filters,
                                         "BLOCK_K": tiles.wgrad_taps}}
     names = {"in": _SHORT_NAMES[dtype], "acc": _SHORT_NAMES[acc], "i32": "i32"}
+    # What a launch learns of its arguments' divisibility by 16: every tensor's address, and with
+    # packed windows their strides and taps (triton_branch.ALIGNMENT), which is what lets the
+    # window loads be vectorized and pipelined.
+    divisible = {"sxb", "sxt", "swc", "K"} if packed else set()
     found = {}
     for name, pointers in _POINTER_DTYPES.items():
         kernel = globals()[name]
         signature = {arg: "constexpr" if arg in constants[name] else
                      ("*" + names[pointers[arg]] if arg in pointers else "i32") for arg in kernel.arg_names}
-        compiled = triton.compile(ASTSource(fn=kernel, signature=signature, constexprs=constants[name]),
+        attrs = {(index,): [["tt.divisibility", 16]] for index, arg in enumerate(kernel.arg_names)
+                 if arg in pointers or arg in divisible}
+        compiled = triton.compile(ASTSource(fn=kernel, signature=signature, constexprs=constants[name], attrs=attrs),
                                   target=GPUTarget("cuda", arch, 32), options=tiles.launch_options(name))
+        ptx = compiled.asm["ptx"]
         found[name] = {"shared_bytes": compiled.metadata.shared, "warps": compiled.metadata.num_warps,
-                       **_ptxas_usage(compiled.asm["ptx"], arch)}
+                       "async_copies": len(re.findall(r"\bcp\.async\.c[ag]\.shared\.global\b", ptx)),
+                       **_ptxas_usage(ptx, arch)}
     return found
 
 
