@@ -83,13 +83,25 @@ def kernel_results(tiles: Tiles, device: torch.device, kernel: tuple[int, int] =
     k0, k1 = torch.randn(2, 40, dtype=torch.float64, generator=generator)
     dz = torch.randn(3, 40, 37, dtype=torch.float64, generator=generator)
     x, weight, bias, sign, k0, k1, dz = (t.to(device) for t in (x, weight, bias, sign, k0, k1, dz))
-    with using_tiles(tiles):
-        value, ties, total, mean, var, count = triton_branch.forward_partials(x, weight, bias, sign)
-        grad, matched = triton_branch.grad_of_conv(x, weight, bias, 1, 5 if kernel_mels < 6 else 2, value, k0, k1, dz)
-        weight_grad = triton_branch.weight_grad(x, grad, 1, weight.shape)
+    # Deterministic mode fills new tensors' memory with NaN, so any element a kernel leaves unwritten shows.
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        with using_tiles(tiles):
+            value, ties, total, mean, var, count = triton_branch.forward_partials(x, weight, bias, sign)
+            rows = 5 if kernel_mels < 6 else 2
+            grad, matched = triton_branch.grad_of_conv(x, weight, bias, 1, rows, value, k0, k1, dz)
+            weight_grad = triton_branch.weight_grad(x, grad, 1, weight.shape)
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+    # grad's rows are 16-aligned views of wider rows, whose tails the kernel fills with zeros (the
+    # weight gradient reads whole rows): those tails, [B, C, rows, row stride − T'].
+    assert grad.stride(2) % triton_branch.ALIGNMENT == 0 and grad.stride(2) > grad.shape[3] == 37
+    tails = grad.as_strided((*grad.shape[:3], grad.stride(2) - grad.shape[3]), grad.stride(),
+                            grad.storage_offset() + grad.shape[3])
     found = {"value": value, "ties": ties, "total": total, "mean": mean, "var": var, "count": torch.tensor(count),
-             "grad": grad, "matched": matched, "weight_grad": weight_grad, "x": x, "weight": weight, "bias": bias,
-             "sign": sign}
+             "grad": grad, "matched": matched, "grad_tails": tails, "weight_grad": weight_grad, "x": x,
+             "weight": weight, "bias": bias, "sign": sign}
     return {name: tensor.cpu() for name, tensor in found.items()}
 
 
@@ -99,6 +111,7 @@ def test_every_tile_choice_computes_what_the_default_computes(tiles: Tiles, devi
     expected, found = kernel_results(DEFAULT_TILES, device), kernel_results(tiles, device)
     for name in ("ties", "matched", "count"):  # counts: exactly
         assert torch.equal(found[name], expected[name]), name
+    assert not found["grad_tails"].any() and not expected["grad_tails"].any()
     for name in ("value", "total", "mean", "var", "grad", "weight_grad"):
         torch.testing.assert_close(found[name], expected[name], rtol=1e-12, atol=1e-12, msg=name)
     # And the default against the library: the extreme over mel of relu(conv + bias), flipped by sign.

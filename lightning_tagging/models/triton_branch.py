@@ -213,7 +213,7 @@ def _grad_op(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, start: i
     read = _kernel_input(rows, kernel_mels, kernel_steps, chosen)
     weight = padded_weight(weight, read.taps_per_row) if read.packed else weight
     taps = weight[0].numel()
-    strides = (*read.strides, weight.stride(0), 1, bias.stride(0), bias.stride(1))
+    strides = (*read.strides, weight.stride(0), 1, bias.stride(0), bias.stride(1), grad.stride(2))
     launch(_grad_kernel, (x.shape[0], _cdiv(n_frames, chosen.frames), _cdiv(filters, chosen.filters)),
            read.x, weight, bias, pooled.contiguous(), k0.contiguous(), k1.contiguous(), dz.contiguous(),
            grad, matched, start, stop, n_frames, filters, taps, *strides,
@@ -223,10 +223,14 @@ def _grad_op(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, start: i
 
 
 def _grad_outputs(x: torch.Tensor, weight: torch.Tensor, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Allocated outputs of the gradient kernel: grad ``[B, C, stop − start, T']``, matched ``[B, C, T']``."""
+    """Allocated outputs of the gradient kernel: grad ``[B, C, stop − start, T']``, matched ``[B, C, T']``.
+
+    grad's rows are ``T'`` rounded up to 16 elements apart (a view of a wider tensor), so that the
+    kernels can store and load them vectorized (``ALIGNMENT``).
+    """
     batch, filters, n_frames = x.shape[0], weight.shape[0], x.shape[3] - weight.shape[3] + 1
-    return (x.new_empty(batch, filters, stop - start, n_frames),
-            x.new_empty(batch, filters, n_frames, dtype=torch.int32))
+    rows = x.new_empty(batch, filters, stop - start, _round_up(n_frames, ALIGNMENT))
+    return rows[..., :n_frames], x.new_empty(batch, filters, n_frames, dtype=torch.int32)
 
 
 @_grad_op.register_fake
@@ -253,6 +257,9 @@ def grad_of_conv(
 def _weight_grad_op(x: torch.Tensor, grad: torch.Tensor, start: int, kernel_mels: int, kernel_steps: int,
                     tiles: list[int]) -> torch.Tensor:
     batch, filters, n_rows, n_frames = grad.shape
+    if grad.stride(3) != 1 or grad.stride()[:3] != (filters * n_rows * grad.stride(2), n_rows * grad.stride(2),
+                                                       grad.stride(2)):
+        grad = grad.contiguous()  # the kernel reads rows of frames, any distance apart, in order
     chosen = Tiles(*tiles)
     partial = _weight_grad_partial(x, grad, kernel_mels, kernel_steps, chosen)
     rows = x
@@ -265,7 +272,7 @@ def _weight_grad_op(x: torch.Tensor, grad: torch.Tensor, start: int, kernel_mels
     constants = kernel_constants(x)
     launch(_weight_grad_kernel, (_cdiv(filters, chosen.wgrad_filters), _cdiv(taps, chosen.wgrad_taps),
                                  partial.shape[0]),
-           read.x, grad, partial, batch, n_rows, start, n_frames, filters, taps, *read.strides,
+           read.x, grad, partial, batch, n_rows, start, n_frames, filters, taps, *read.strides, grad.stride(2),
            BLOCK_T=chosen.wgrad_frames, BLOCK_C=chosen.wgrad_filters, BLOCK_K=chosen.wgrad_taps,
            ACC=constants["ACC"], PRECISION=constants["PRECISION"], UPCAST=constants["UPCAST"],
            **read.constants(), **chosen.launch_options("weight_grad_kernel"))
@@ -294,7 +301,8 @@ def _(x: torch.Tensor, grad: torch.Tensor, start: int, kernel_mels: int, kernel_
 def weight_grad(x: torch.Tensor, grad: torch.Tensor, start: int, weight_shape: torch.Size) -> torch.Tensor:
     """``Σ_{b, f, t} grad[b, c, f, t] · x[b, 0, start + f + i, t + j]`` ``[C, 1, kh, kw]``, accumulated in float32/64.
 
-    ``grad`` ``[B, C, rows, T']`` from :func:`grad_of_conv` (contiguous); ``x`` ``[B, 1, F, T]``.
+    ``grad`` ``[B, C, rows, T']`` from :func:`grad_of_conv` (rows of frames, any distance apart);
+    ``x`` ``[B, 1, F, T]``.
     """
     filters, _, kernel_mels, kernel_steps = weight_shape
     partial = torch.ops.lightning_tagging.conv_weight_grad(x, grad, start, kernel_mels, kernel_steps,

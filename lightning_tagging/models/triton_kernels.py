@@ -267,11 +267,16 @@ if triton is not None:
 
     @triton.jit
     def grad_kernel(x_ptr, w_ptr, bias_ptr, pooled_ptr, k0_ptr, k1_ptr, dz_ptr, grad_ptr, matched_ptr,
-                    F_START, F_STOP, T_OUT, C, K, sxb, sxf, sxt, swc, swk, sbc, sbt,
+                    F_START, F_STOP, T_OUT, C, K, sxb, sxf, sxt, swc, swk, sbc, sbt, sgr,
                     KW: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr,
                     ACC: tl.constexpr, OUT: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
                     PACKED: tl.constexpr):
-        """One program: clip ``b``, a tile of frames × filters, mel positions ``F_START:F_STOP`` (see grad_of_conv)."""
+        """One program: clip ``b``, a tile of frames × filters, mel positions ``F_START:F_STOP`` (see grad_of_conv).
+
+        ``sgr``: the gradient's row stride, ``T'`` rounded up to 16 so that its rows are aligned. The
+        rows are stored whole: past ``T'`` the inputs and bias read as 0, so the conv, its ReLU and
+        the gradient are 0 there, and a store masked only at 16-element boundaries is vectorized.
+        """
         b = tl.program_id(0)
         t = tl.program_id(1) * BLOCK_T + tl.arange(0, BLOCK_T)
         c = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
@@ -284,6 +289,7 @@ if triton is not None:
         k0 = tl.load(k0_ptr + c, mask=c_ok, other=0.0).to(ACC)
         k1 = tl.load(k1_ptr + c, mask=c_ok, other=0.0).to(ACC)
         matched = tl.zeros((BLOCK_T, BLOCK_C), tl.int32)
+        whole_rows = (t < sgr)[:, None] & c_ok[None, :]
         n_rows = F_STOP - F_START
         for f in range(F_START, F_STOP):
             y = _conv_relu_row(x_ptr, w_ptr, bias, b, f, t, c, t_ok, c_ok, K, sxb, sxf, sxt, swc, swk,
@@ -292,12 +298,12 @@ if triton is not None:
             matched += at_extreme.to(tl.int32)
             grad = k0[None, :] + y * k1[None, :] + tl.where(at_extreme, dz, 0.0)
             grad = tl.where(y > 0, grad, 0.0)  # ReLU's gate: y > 0 exactly where the conv is
-            rows = ((b * C + c[None, :]) * n_rows + (f - F_START)) * T_OUT + t[:, None]  # [B, C, rows, T']
-            tl.store(grad_ptr + rows, _rounded(grad, OUT, ACC, UPCAST).to(OUT), mask=valid)
+            rows = ((b * C + c[None, :]) * n_rows + (f - F_START)) * sgr + t[:, None]  # [B, C, rows, T']
+            tl.store(grad_ptr + rows, _rounded(grad, OUT, ACC, UPCAST).to(OUT), mask=whole_rows)
         tl.store(matched_ptr + cells, matched, mask=valid)
 
     @triton.jit
-    def weight_grad_kernel(x_ptr, grad_ptr, out_ptr, B, N_ROWS, F_START, T_OUT, C, K, sxb, sxf, sxt,
+    def weight_grad_kernel(x_ptr, grad_ptr, out_ptr, B, N_ROWS, F_START, T_OUT, C, K, sxb, sxf, sxt, sgr,
                            KW: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr,
                            ACC: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr, PACKED: tl.constexpr):
         """One program: filters × taps tile of ``Σ_{b, f, t} grad[b, c, f, t] · x[b, f + i, t + j]`` over its clips."""
@@ -311,8 +317,9 @@ if triton is not None:
                 for t0 in range(0, T_OUT, BLOCK_T):
                     t = t0 + tl.arange(0, BLOCK_T)
                     t_ok = t < T_OUT
-                    g = tl.load(grad_ptr + ((b * C + c[:, None]) * N_ROWS + f) * T_OUT + t[None, :],
-                                mask=c_ok[:, None] & t_ok[None, :], other=0.0)
+                    # (the gradient's rows are read whole, as the grad kernel stores them: 0 past T')
+                    g = tl.load(grad_ptr + ((b * C + c[:, None]) * N_ROWS + f) * sgr + t[None, :],
+                                mask=c_ok[:, None] & (t < sgr)[None, :], other=0.0)
                     a = _windows(x_ptr, b, F_START + f, t, k, t_ok, k_ok, sxb, sxf, sxt, KW, PACKED)
                     if UPCAST:
                         g, a = g.to(ACC), a.to(ACC)
@@ -384,10 +391,10 @@ def compile_for_gpu(dtype: torch.dtype, arch: int = 90, kernel_width: int = 7, t
                  "weight_grad_kernel": {**common, "BLOCK_T": tiles.wgrad_frames, "BLOCK_C": tiles.wgrad_filters,
                                         "BLOCK_K": tiles.wgrad_taps}}
     names = {"in": _SHORT_NAMES[dtype], "acc": _SHORT_NAMES[acc], "i32": "i32"}
-    # What a launch learns of its arguments' divisibility by 16: every tensor's address, and with
-    # packed windows their strides and taps (triton_branch.ALIGNMENT), which is what lets the
-    # window loads be vectorized and pipelined.
-    divisible = {"sxb", "sxt", "swc", "K"} if packed else set()
+    # What a launch learns of its arguments' divisibility by 16: every tensor's address, the conv
+    # output gradient's row stride, and with packed windows their strides and taps
+    # (triton_branch.ALIGNMENT), which is what lets those loads be vectorized and pipelined.
+    divisible = {"sgr"} | ({"sxb", "sxt", "swc", "K"} if packed else set())
     found = {}
     for name, pointers in _POINTER_DTYPES.items():
         kernel = globals()[name]
