@@ -11,7 +11,7 @@
 # log.txt (all output), profile.txt (where each batch-256 training step's GPU time goes, operator by
 # operator: `lt bench model --profile`).
 #
-# The tests get at most 60 + 120 s, usually less; the front-end sweep SWEEP_S seconds (default 75;
+# The tests get at most 60 + 120 s, usually less; the front-end sweep SWEEP_S seconds (default 100;
 # 0 skips it), and its fastest bf16 tile choice becomes LT_TRITON_TILES for the rest. The suite then
 # stops starting rows after BUDGET_S seconds: by default what is left of TOTAL_S (590 s, inside the
 # tool's 10-minute limit) after those, less 90 s for the row in flight and 50 s for the profile, and
@@ -24,7 +24,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 : "${OUT:?OUT must name the folder whose files come back}"
 TOTAL_S=${TOTAL_S:-590}
-SWEEP_S=${SWEEP_S:-75}
+SWEEP_S=${SWEEP_S:-100}
 
 nvidia-smi
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \

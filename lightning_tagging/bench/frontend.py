@@ -41,17 +41,18 @@ from lightning_tagging.models.triton_kernels import DEFAULT_TILES, Tiles, using_
 # spills: `python -c "from lightning_tagging.models import triton_kernels as k; print(k.compile_for_gpu(...))"`).
 # On an H200 (2026-11-26, bf16, batch 256, front-end training clips/s) six unpacked choices were
 # within 12 %: 32 taps per step 3,206, 32 × 32 tiles of 4 warps 3,080, two stages 3,013, the
-# default 3,007, 64 × 32 tiles 2,973, the weight gradient with 64 taps 2,874. Kept: the default,
-# the fastest, and the small tiles (three programs per SM). Each again with packed windows
-# (``Tiles.pack``), whose loads Triton pipelines (cp.async) where the unpacked ones are scalar
-# gathers: not yet timed.
+# default 3,007, 64 × 32 tiles 2,973, the weight gradient with 64 taps 2,874. Now: the default; packed
+# windows (``Tiles.pack``: aligned loads, which Triton pipelines where bf16 gathers are scalar);
+# with them BatchNorm's statistics per cell (``Tiles.cell_stats``: two cross-warp reductions fewer per
+# mel position), also with 32 taps and with 32 × 32 tiles (three programs per SM); and the fastest
+# unpacked choice, last. The packed and per-cell choices are not yet timed.
 CANDIDATE_TILES = (
     DEFAULT_TILES,
-    Tiles(taps=32),
-    Tiles(frames=32, filters=32, warps=4),
     Tiles(pack=8),
-    Tiles(taps=32, pack=8),
-    Tiles(frames=32, filters=32, warps=4, pack=8),
+    Tiles(pack=8, cell_stats=1),
+    Tiles(taps=32, pack=8, cell_stats=1),
+    Tiles(frames=32, filters=32, warps=4, pack=8, cell_stats=1),
+    Tiles(taps=32),
 )
 
 

@@ -13,6 +13,9 @@ in memory. ``fused_branch`` calls them through three functions:
   the conv recomputed inside (the one dense tensor backward cannot avoid).
 - :func:`weight_grad` — the weight gradient from that chunk.
 
+The timbral convs can read a packed copy of their windows (``Tiles.pack``: :func:`pack_windows`,
+:func:`padded_weight`), made inside each op, so that the kernels' loads of them are aligned.
+
 Each kernel launch is a torch custom op (``torch.ops.lightning_tagging.*``) with a "fake"
 implementation that only allocates the outputs, and a FLOP formula. So the model runs on fake
 tensors (``lt bench estimate``, the host-sync tests), its FLOPs and memory traffic are counted
@@ -159,7 +162,8 @@ def _extremes_op(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, sign
            read.x, weight, bias, sign.to(total.dtype).contiguous(), value, ties, total, means, m2s,
            n_positions, n_frames, filters, taps, *strides,
            BLOCK_T=chosen.frames, BLOCK_C=chosen.filters, BLOCK_K=chosen.taps,
-           **read.constants(), **kernel_constants(x), **chosen.launch_options("forward_kernel"))
+           CELL_STATS=bool(chosen.cell_stats), **read.constants(), **kernel_constants(x),
+           **chosen.launch_options("forward_kernel"))
     return value, ties, total, means, m2s
 
 

@@ -21,6 +21,12 @@ Each program owns one clip and a tile of frames × filters, and walks the mel po
   and frames for a tile of filters × taps; clips are split among programs whose partial sums
   the caller adds (no atomics: the same sums in the same order every run).
 
+Loads: Triton vectorizes a load, and pipelines it into shared memory (``cp.async``), only where
+it can prove 16-element alignment. A window row of a timbral conv (7 frames per mel row) is not
+aligned, so each tap is a scalar gather; with ``Tiles.pack`` the kernels read a packed copy of the
+windows (``PACKED``; ``triton_branch.pack_windows``) whose rows are. The conv output's gradient
+is written and read in rows 16-aligned apart (``sgr``).
+
 Numbers: products accumulate in float32 (float64 for float64 inputs) and ``relu(conv)`` is
 rounded to the input dtype, as a library conv rounds its output. fp32 inputs run as TF32 when
 asked (``PRECISION``), as cuDNN's convs do by default.
@@ -79,6 +85,10 @@ class Tiles:
     # ``[B, T', F·8]`` whose window rows are contiguous and 16-byte aligned: one vector load per 8
     # taps instead of a gather per tap, at 8/7 of the taps (the 8th weight is zero).
     pack: int = 0
+    # 1: the forward kernel keeps BatchNorm's statistics per cell (frame, filter) over the mel
+    # positions (Welford) and merges them over frames once, at the end, instead of two reductions
+    # over frames at every mel position: one more accumulator per cell for fewer cross-warp steps.
+    cell_stats: int = 0
 
     def __post_init__(self) -> None:
         dims = {"frames": self.frames, "filters": self.filters, "taps": self.taps,
@@ -91,6 +101,8 @@ class Tiles:
                 raise ValueError(f"Tiles.{name} must be a power of two ≤ 32, got {warps}")
         if self.pack not in (0, 8, 16):
             raise ValueError(f"Tiles.pack must be 0 (off), 8 or 16, got {self.pack}")
+        if self.cell_stats not in (0, 1):
+            raise ValueError(f"Tiles.cell_stats must be 0 or 1, got {self.cell_stats}")
         if self.stages < 1 or self.wgrad_splits < 1:
             raise ValueError(f"Tiles.stages and Tiles.wgrad_splits must be ≥ 1, got {self.stages}, {self.wgrad_splits}")
 
@@ -98,7 +110,7 @@ class Tiles:
     def label(self) -> str:
         return (f"t{self.frames}c{self.filters}k{self.taps}w{self.warps}s{self.stages}/"
                 f"wg{self.wgrad_filters}x{self.wgrad_taps}x{self.wgrad_frames}s{self.wgrad_splits}w{self.wgrad_warps}"
-                + (f"/p{self.pack}" if self.pack else ""))
+                + (f"/p{self.pack}" if self.pack else "") + ("/cs" if self.cell_stats else ""))
 
     @classmethod
     def parse(cls, label: str) -> Tiles:
@@ -106,7 +118,8 @@ class Tiles:
         match = _TILES_LABEL.fullmatch(label.strip())
         if match is None:
             raise ValueError(f"tiles {label!r}: expected the form {cls().label!r}")
-        return cls(*(int(group) for group in match.groups() if group is not None))
+        *sizes, pack, cell_stats = match.groups()
+        return cls(*(int(size) for size in sizes), pack=int(pack or 0), cell_stats=int(cell_stats is not None))
 
     def launch_options(self, kernel: str) -> dict[str, int]:
         """Triton's launch options for ``kernel`` (a name in this module)."""
@@ -114,7 +127,7 @@ class Tiles:
         return {"num_warps": warps, "num_stages": self.stages}
 
 
-_TILES_LABEL = re.compile(r"t(\d+)c(\d+)k(\d+)w(\d+)s(\d+)/wg(\d+)x(\d+)x(\d+)s(\d+)w(\d+)(?:/p(\d+))?")
+_TILES_LABEL = re.compile(r"t(\d+)c(\d+)k(\d+)w(\d+)s(\d+)/wg(\d+)x(\d+)x(\d+)s(\d+)w(\d+)(?:/p(\d+))?(/cs)?")
 
 # Not timed on a GPU yet. Chosen so that ptxas (sm_90, `compile_for_gpu`) spills no registers in bf16
 # and next to none in fp32 (TF32), as each program keeps the running extreme, tie count, sum and bias
@@ -226,7 +239,7 @@ if triton is not None:
                        F_OUT, T_OUT, C, K, sxb, sxf, sxt, swc, swk, sbc, sbt,
                        KW: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr,
                        ACC: tl.constexpr, OUT: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
-                       PACKED: tl.constexpr):
+                       PACKED: tl.constexpr, CELL_STATS: tl.constexpr):
         """One program: clip ``b``, a tile of frames × filters, every mel position (see forward_partials)."""
         b = tl.program_id(0)
         tile_t = tl.program_id(1)
@@ -240,23 +253,37 @@ if triton is not None:
         best = tl.full((BLOCK_T, BLOCK_C), float("-inf"), ACC)
         ties = tl.zeros((BLOCK_T, BLOCK_C), tl.int32)
         total = tl.zeros((BLOCK_T, BLOCK_C), ACC)
-        # Per-filter mean and sum of squared deviations over (mel, frames), merged row by row (Chan et al.).
+        # Per-filter mean and sum of squared deviations over (mel, frames): merged row by row (Chan et
+        # al.), or with CELL_STATS per cell over mel (Welford; m2_cell) and over frames at the end.
         mean = tl.zeros((BLOCK_C,), ACC)
         m2 = tl.zeros((BLOCK_C,), ACC)
+        m2_cell = tl.zeros((BLOCK_T, BLOCK_C), ACC)
         n_row = tl.sum(t_ok.to(ACC), axis=0)
+        zero = n_row * 0  # (plus an int: that int as an ACC scalar, compiled and interpreted alike)
         for f in range(0, F_OUT):
             y = _conv_relu_row(x_ptr, w_ptr, bias, b, f, t, c, t_ok, c_ok, K, sxb, sxf, sxt, swc, swk,
                                KW, BLOCK_T, BLOCK_C, BLOCK_K, ACC, OUT, PRECISION, UPCAST, PACKED)
             v = y * flip[None, :]
             ties = tl.where(v > best, 1, tl.where(v == best, ties + 1, ties))
             best = tl.maximum(best, v)
-            total += y
-            row_mean = tl.sum(tl.where(t_ok[:, None], y, 0.0), axis=0) / n_row
-            deviation = tl.where(t_ok[:, None], y - row_mean[None, :], 0.0)
-            seen = (f * n_row).to(ACC)
-            delta = row_mean - mean
-            mean += delta * (n_row / (seen + n_row))
-            m2 += tl.sum(deviation * deviation, axis=0) + delta * delta * (seen * n_row / (seen + n_row))
+            if CELL_STATS:
+                delta = y - total / tl.maximum(zero + f, 1.0)  # from the cell's mean of the rows before
+                total += y
+                m2_cell += delta * (y - total / (zero + f + 1))
+            else:
+                total += y
+                row_mean = tl.sum(tl.where(t_ok[:, None], y, 0.0), axis=0) / n_row
+                deviation = tl.where(t_ok[:, None], y - row_mean[None, :], 0.0)
+                seen = (f * n_row).to(ACC)
+                delta = row_mean - mean
+                mean += delta * (n_row / (seen + n_row))
+                m2 += tl.sum(deviation * deviation, axis=0) + delta * delta * (seen * n_row / (seen + n_row))
+        if CELL_STATS:  # n_row cells of F_OUT rows each
+            rows = zero + F_OUT
+            cell_mean = total / rows
+            mean = tl.sum(tl.where(t_ok[:, None], cell_mean, 0.0), axis=0) / n_row
+            spread = tl.where(t_ok[:, None], cell_mean - mean[None, :], 0.0)
+            m2 = tl.sum(tl.where(t_ok[:, None], m2_cell, 0.0), axis=0) + rows * tl.sum(spread * spread, axis=0)
         cells = b * C * T_OUT + c[None, :] * T_OUT + t[:, None]  # [B, C, T'] outputs
         tl.store(value_ptr + cells, (best * flip[None, :]).to(OUT), mask=valid)
         tl.store(ties_ptr + cells, ties, mask=valid)
@@ -387,7 +414,7 @@ def compile_for_gpu(dtype: torch.dtype, arch: int = 90, kernel_width: int = 7, t
               "PRECISION": precision, "UPCAST": False, "PACKED": packed}
     conv = {**common, "BLOCK_T": tiles.frames, "BLOCK_C": tiles.filters, "BLOCK_K": tiles.taps,
             "OUT": getattr(tl, TRITON_DTYPES[dtype]), "swk": 1}  # (a launch specializes an int 1 so)
-    constants = {"forward_kernel": conv, "grad_kernel": conv,
+    constants = {"forward_kernel": {**conv, "CELL_STATS": bool(tiles.cell_stats)}, "grad_kernel": conv,
                  "weight_grad_kernel": {**common, "BLOCK_T": tiles.wgrad_frames, "BLOCK_C": tiles.wgrad_filters,
                                         "BLOCK_K": tiles.wgrad_taps}}
     names = {"in": _SHORT_NAMES[dtype], "acc": _SHORT_NAMES[acc], "i32": "i32"}
