@@ -143,13 +143,13 @@ def test_packed_windows_hold_each_frames_taps_contiguously_in_aligned_rows() -> 
 
 
 @pytest.mark.parametrize("kernel", [(5, 9), (1, 7), (9, 3)], ids=lambda kernel: f"{kernel[0]}x{kernel[1]}")
-def test_packed_tiles_fall_back_or_pack_and_compute_what_the_default_computes(kernel: tuple[int, int]) -> None:
+def test_packed_tiles_fall_back_or_pack_and_compute_what_the_default_computes(kernel: tuple[int, int],
+                                                                           device: torch.device) -> None:
     """Wider than the pack (5 × 9) or one band tall (1 × 7, musicnn's temporal kernels are 1 × 32–128):
     read unpacked; 9 × 3 packed, with 9·8 = 72 taps padded to 80. (Statistics per cell, either way.)"""
     packed = Tiles(pack=8, cell_stats=1)
     assert triton_branch.packs(packed, *kernel) == (kernel == (9, 3))
-    cpu = torch.device("cpu")
-    expected, found = kernel_results(DEFAULT_TILES, cpu, kernel), kernel_results(packed, cpu, kernel)
+    expected, found = kernel_results(DEFAULT_TILES, device, kernel), kernel_results(packed, device, kernel)
     for name in ("ties", "matched"):
         assert torch.equal(found[name], expected[name]), name
     for name in ("value", "total", "mean", "var", "grad", "weight_grad"):
