@@ -7,7 +7,7 @@
 # --conv-impls mel_windows fused_triton).
 # Back under $OUT/suite/: gpu-tests.txt (the numerical tests of our kernels, run on the GPU first),
 # frontend.txt (musicnn's front-end alone, `lt bench frontend`: mel_windows against fused_triton with each
-# candidate Triton tile choice, both precisions), suite.md (the Markdown tables), suite.json (every figure),
+# candidate Triton tile choice, both precisions; then the timbral and temporal branches apart), suite.md (the Markdown tables), suite.json (every figure),
 # log.txt (all output), profile.txt (where each batch-256 training step's GPU time goes, operator by
 # operator: `lt bench model --profile`).
 #
@@ -51,6 +51,12 @@ if [ "$SWEEP_S" -gt 0 ]; then
         | tee "$OUT/suite/frontend.txt"
     LT_TRITON_TILES=$(cat /tmp/fastest-tiles 2>/dev/null || true)
     export LT_TRITON_TILES
+    # The timbral branches (the packed ones) apart from the temporal ones, default against fastest tiles.
+    for branches in "timbral_f74 timbral_f77" "temporal_s1 temporal_s2 temporal_s3"; do
+        timeout --kill-after=5 25 python3 -m lightning_tagging.cli bench frontend --precision bf16-mixed \
+            --conv-impls fused_triton --tiles default ${LT_TRITON_TILES:-} --branches $branches \
+            --warmup 1 --repeats 3 2>&1 | tee -a "$OUT/suite/frontend.txt"
+    done
 fi
 BUDGET_S=${BUDGET_S:-$((TOTAL_S - SECONDS - 90 - 50))}
 if [ "$BUDGET_S" -lt 30 ]; then BUDGET_S=30; fi
