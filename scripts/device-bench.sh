@@ -5,21 +5,24 @@
 # Then the device tool: command "bash scripts/device-bench.sh", carry [".whl"], timeout_s 600
 # (further arguments go to `lt bench suite`, e.g. --conv-impls conv2d mel_windows; with none,
 # --conv-impls mel_windows fused_triton).
-# Back under $OUT/suite/: gpu-tests.txt (the numerical tests of our kernels, run on the GPU first),
-# frontend.txt (musicnn's front-end alone, `lt bench frontend`: mel_windows against fused_triton with each
-# candidate Triton tile choice, both precisions; then the timbral and temporal branches apart), suite.md (the Markdown tables), suite.json (every figure),
-# log.txt (all output), profile.txt (where each batch-256 training step's GPU time goes, operator by
-# operator: `lt bench model --profile`).
+# Back under $OUT/suite/ (seven files):
+# - gpu-tests.txt: the numerical tests of our kernels, run on the GPU first;
+# - frontend.txt: musicnn's front-end alone (`lt bench frontend`), mel_windows against fused_triton with
+#   each candidate Triton tile choice, both precisions; then the timbral and temporal branches apart;
+# - suite.md, suite.json, log.txt: the suite's Markdown tables, every figure, all output;
+# - profile.txt: where each batch-256 training step's GPU time goes (`lt bench model --profile`);
+# - batches.txt: musicnn at batch 32 and 64, where conv_impl "auto" switches.
 #
 # The tests get at most 60 + 120 s, usually less; the front-end sweep SWEEP_S seconds (default 100;
-# 0 skips it), and its fastest bf16 tile choice becomes LT_TRITON_TILES for the rest. The suite then
-# stops starting rows after BUDGET_S seconds: by default what is left of TOTAL_S (590 s, inside the
-# tool's 10-minute limit) after those, less 90 s for the row in flight and 50 s for the profile, and
-# never under 30 s; it measures musicnn's mel_windows (the default on CUDA) and fused_triton unless
-# arguments say otherwise (the other conv implementations were slower on an H100, 2026-11). What is
-# left after the profile goes to the compiled-model tests. The suite rewrites suite.json / suite.md
-# after every row, so even a killed run returns what it measured. The synthetic corpus (~1 GB) goes
-# to /tmp, not $OUT, since only a few small files come back.
+# 0 skips it) and 50 s for the branches apart, and its fastest bf16 tile choice becomes
+# LT_TRITON_TILES for the rest. The suite then stops starting rows after BUDGET_S seconds: by default
+# what is left of TOTAL_S (590 s, inside the tool's 10-minute limit) after those, less 90 s for the
+# row in flight, 50 s for the profile and 60 s for the batch sweep, and never under 30 s. It measures
+# musicnn's mel_windows (the default on CUDA below batch 32) and fused_triton unless arguments say
+# otherwise (the other conv implementations were slower on an H100, 2026-11). What is left at the
+# end goes to the compiled-model tests. The suite rewrites suite.json / suite.md after every row, so
+# even a killed run returns what it measured. The synthetic corpus (~1 GB) goes to /tmp, not $OUT,
+# since only a few small files come back.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 : "${OUT:?OUT must name the folder whose files come back}"
@@ -58,7 +61,7 @@ if [ "$SWEEP_S" -gt 0 ]; then
             --warmup 1 --repeats 3 2>&1 | tee -a "$OUT/suite/frontend.txt"
     done
 fi
-BUDGET_S=${BUDGET_S:-$((TOTAL_S - SECONDS - 90 - 50))}
+BUDGET_S=${BUDGET_S:-$((TOTAL_S - SECONDS - 90 - 50 - 60))}
 if [ "$BUDGET_S" -lt 30 ]; then BUDGET_S=30; fi
 echo "tests and sweep took ${SECONDS} s; the suite gets a budget of ${BUDGET_S} s;" \
     "fused_triton tiles: ${LT_TRITON_TILES:-the default}" | tee -a "$OUT/suite/gpu-tests.txt"
@@ -71,6 +74,11 @@ timeout --signal=TERM --kill-after=10 $((BUDGET_S + 80)) \
 timeout --kill-after=5 50 python3 -m lightning_tagging.cli bench model --backbone musicnn samplecnn --batch 256 \
     --precision bf16-mixed --backbone-args '{"conv_impl": "fused_triton"}' '{"block_impl": "nhwc"}' \
     --steps 3 --warmup 2 --profile 12 2>&1 | tee "$OUT/suite/profile.txt"
+# Where musicnn's conv_impl "auto" should switch to fused_triton (musicnn.FUSED_TRITON_MIN_BATCH):
+# the batches between the suite's 16 and 256, with the tiles above.
+timeout --kill-after=5 60 python3 -m lightning_tagging.cli bench model --backbone musicnn --batch 32 64 \
+    --precision fp32 bf16-mixed --backbone-args '{"conv_impl": "mel_windows"}' '{"conv_impl": "fused_triton"}' \
+    --steps 5 --warmup 2 2>&1 | tee "$OUT/suite/batches.txt"
 # model.compile on the GPU, with what time is left: the compiled training forward against the eager
 # one, fp32 and bf16 (finite gradients); a whole musicnn with fused_triton, compiled by inductor, against eager.
 LEFT_S=$((TOTAL_S - SECONDS - 5))
