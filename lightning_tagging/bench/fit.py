@@ -85,7 +85,7 @@ def run(cli_args: list[str], steps: int = 20, warmup: int = 3, precision: str = 
     weights_finite = all(bool(torch.isfinite(p).all()) for p in model.parameters())
     batch = datamodule.batch_size
     return {
-        "device": str(model.device),
+        "device": str(trainer.strategy.root_device),  # (not model.device: Lightning moves the model back to the CPU)
         "devices": trainer.world_size,
         "rank": trainer.global_rank,
         "batch_size": batch,
@@ -107,7 +107,9 @@ def format_result(result: dict[str, Any]) -> str:
     """One line for a :func:`run` result."""
     warning = "" if result.get("weights_finite", True) else "; WEIGHTS NOT FINITE: training diverged"
     compiled = ", compiled" if result.get("compile") else ""
+    peak = result.get("peak_memory_gib")
     return (f"lt bench fit: {result['train_clips_per_s']:.1f} clips/s, {result['ms_per_step']:.0f} ms/step, "
-            f"waiting for data {100 * result['data_wait_fraction']:.1f} % of the time "
+            f"waiting for data {100 * result['data_wait_fraction']:.1f} % of the time"
+            f"{'' if peak is None else f', peak {peak:.2f} GiB'} "
             f"(batch {result['batch_size']}, {result['num_workers']} workers, {result['precision']}{compiled}, "
             f"{result['device']}{'' if result['devices'] == 1 else ' × ' + str(result['devices'])}){warning}")
