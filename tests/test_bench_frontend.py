@@ -15,7 +15,7 @@ from test_bench import json_tail
 from lightning_tagging.bench.frontend import FrontendRow, fastest_tiles
 from lightning_tagging.cli import main
 from lightning_tagging.models import Musicnn
-from lightning_tagging.models.triton_kernels import DEFAULT_TILES
+from lightning_tagging.models.triton_kernels import DEFAULT_TILES, Tiles
 
 TINY = ["--width", "0.05", "--n-mels", "16", "--n-frames", "24", "--batch", "2", "--warmup", "0", "--repeats", "1",
         "--device", "cpu", "--json"]
@@ -58,7 +58,7 @@ def test_rows_past_the_budget_are_skipped_but_the_baseline_runs(capsys: pytest.C
 def test_a_malformed_tile_label_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["bench", "frontend", "--tiles", "t64c64k16"])
-    assert f"expected the form {DEFAULT_TILES.label!r}" in capsys.readouterr().err
+    assert f"expected the form {Tiles().label!r}, then optionally '/p8'" in capsys.readouterr().err
 
 
 def test_frontend_branches_are_the_features_front_end() -> None:

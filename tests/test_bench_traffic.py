@@ -124,3 +124,14 @@ def test_lt_bench_estimate_prints_the_ceiling_and_its_top_operators(capsys: pyte
     record = json.loads(out[out.index("\n[") + 1:])[0]
     assert record["ceiling_clips_per_s"] > 0 and record["train_gb_per_clip"] > 0
     assert record["gpu"] == GPUS["h200"].name
+
+
+def test_every_triton_kernel_op_runs_at_the_tensor_core_rate_in_the_ceiling() -> None:
+    """Each of musicnn's kernel ops (``models/triton_branch.py``) is a convolution for the roofline: a tl.dot
+    on tensor cores, at the TF32 rate in fp32 (an op left out would count at the CUDA cores' fp32 rate)."""
+    from lightning_tagging.bench.roofline import CONVOLUTIONS
+    from lightning_tagging.models import triton_branch  # noqa: F401 (registers the ops)
+
+    ours = {f"lightning_tagging.{name}" for name in dir(torch.ops.lightning_tagging)
+            if isinstance(getattr(torch.ops.lightning_tagging, name), torch._ops.OpOverloadPacket)}
+    assert len(ours) >= 4 and ours <= CONVOLUTIONS

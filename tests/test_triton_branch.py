@@ -12,10 +12,12 @@ here too, without one.
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import torch
 import torch.nn.functional as F
+from test_auto_impls import CustomOps
 from test_fused_branch import assert_same, backward_weighted, branch_state, make_branch, plain
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensorMode
@@ -65,6 +67,39 @@ def test_float64_same_outputs_gradients_and_running_stats(kernel: tuple[int, int
     conv, bn = make_branch(kernel, filters=7, dtype=torch.float64)
     x = torch.randn(2, 1, 12, 20, dtype=torch.float64)
     assert_same(run_both(x, conv, bn, device, steps=2, chunk_elements=chunk_elements), rtol=1e-9, atol=1e-11)
+
+
+# The two backward paths (``Tiles.save``): the default saves the conv output; this one recomputes it.
+RECOMPUTING = dataclasses.replace(triton_kernels.DEFAULT_TILES, save=0)
+BACKWARD_PATHS = {"saving": (triton_kernels.DEFAULT_TILES, {"conv_relu_extremes", "conv_weight_grad_saved"}),
+                  "recomputing": (RECOMPUTING, {"conv_relu_extremes", "conv_relu_grad", "conv_weight_grad"})}
+
+
+@pytest.mark.parametrize("path", list(BACKWARD_PATHS))
+@pytest.mark.parametrize("kernel", [(5, 3), (1, 8)], ids=["timbral", "temporal"])
+@pytest.mark.parametrize("chunk_elements", [10**9, 1], ids=["one-chunk", "one-position-chunks"])
+def test_saving_or_recomputing_the_conv_output_computes_the_same_function(path: str, kernel: tuple[int, int],
+                                                                          chunk_elements: int,
+                                                                          device: torch.device) -> None:
+    """``Tiles.save``: the forward keeps relu(conv), and the backward makes the conv's gradient from it in
+    the weight gradient's kernel (no grad kernel; the spectrogram's gradient from it too, chunk by
+    chunk); or the grad kernel recomputes the conv, chunk by chunk. Float64, a bias map, two steps,
+    against the plain modules; and only the kernels of that path run."""
+    tiles, kernels = BACKWARD_PATHS[path]
+    torch.manual_seed(0)
+    conv, bn = make_branch(kernel, filters=7, dtype=torch.float64)
+    x = torch.randn(2, 1, 12, 20, dtype=torch.float64)
+    bias_map = torch.randn(7, 21 - kernel[1], dtype=torch.float64) * 0.1
+    with CustomOps() as seen, triton_kernels.using_tiles(tiles):
+        results = run_both(x, conv, bn, device, steps=2, chunk_elements=chunk_elements, bias_map=bias_map)
+    assert_same(results, rtol=1e-9, atol=1e-11)
+    assert seen.names == kernels
+
+
+def test_recomputing_the_conv_output_under_bf16_autocast_is_as_accurate_as_plain_bf16(device: torch.device) -> None:
+    """As test_bf16_autocast_is_as_accurate_as_plain_bf16 (the default, which saves), recomputing."""
+    with triton_kernels.using_tiles(RECOMPUTING):
+        test_bf16_autocast_is_as_accurate_as_plain_bf16(device)
 
 
 def test_exact_ties_split_the_gradient_like_amax(device: torch.device) -> None:
@@ -134,7 +169,8 @@ def test_evaluation_mode_uses_running_stats(grad: bool, device: torch.device) ->
 def test_whole_musicnn_same_function(spectrogram_grad: bool, device: torch.device) -> None:
     """A training step of the whole model, float64, against library convs without the fold. With a fixed
     front-end the input BN folds into the kernels' weights and bias map; when the spectrogram needs its
-    gradient (log_learn) it does not, and the backward adds the library's transposed conv."""
+    gradient (log_learn) it does not, and the backward adds the library's transposed conv. (The
+    default tiles: the conv output saved; the recompute path is tested branch by branch above.)"""
     torch.manual_seed(6)
     reference = Musicnn(n_tags=5, n_mels=16, width=0.2, dropout=0.0, conv_impl="conv2d", fold_input_bn=False)
     fused = Musicnn(n_tags=5, n_mels=16, width=0.2, dropout=0.0, conv_impl="fused_triton")
@@ -213,6 +249,7 @@ def test_musicnn_folds_the_input_bn_under_autocast_only_when_every_branch_is_tri
 def test_a_recomputed_conv_that_differs_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     """Stands in for a kernel whose recompute in backward is not bit-identical: its bias is off by 1e-3."""
     monkeypatch.setattr(fused_branch, "_RECOMPUTE_CHECK", fused_branch._SampledCheck(first=1))
+    monkeypatch.setattr(triton_kernels, "_tiles_in_use", [RECOMPUTING])
     grad_of_conv = triton_branch.grad_of_conv
 
     def drifting(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, *args: object) -> object:
@@ -230,9 +267,8 @@ def test_a_recomputed_conv_that_differs_is_an_error(monkeypatch: pytest.MonkeyPa
 def test_the_kernels_compile_for_an_h100_after_interpreted_runs(dtype: torch.dtype) -> None:
     """Down to machine code for compute capability 9.0, within its shared memory, on a machine without a GPU;
     after a CPU launch in the interpreter, which must leave triton.language as it found it. The training
-    dtypes spill (next to) no registers: bf16 none, fp32 with TF32 at most 64 bytes per thread (32 and 48,
-    for 7 and 128 frames, when the tile sizes were chosen); spills go to local memory, which would slow the
-    kernels."""
+    dtypes spill (next to) no registers: bf16 none, fp32 with TF32 at most 64 bytes per thread (0 and 64,
+    for 7 and 128 frames, with the default tiles); spills go to local memory, which would slow the kernels."""
     conv, bn = make_branch((3, 3), filters=4, dtype=torch.float64)
     fused_conv_relu_bn_max(torch.randn(2, 1, 6, 8, dtype=torch.float64), conv.weight, conv.bias, bn,
                            epilogue="triton").sum().backward()
@@ -252,11 +288,13 @@ def test_a_bias_map_of_the_wrong_shape_is_a_clear_error() -> None:
                                torch.zeros(4, 5, dtype=torch.float64), bn, epilogue="triton")
 
 
-def test_flop_counters_see_the_kernels_on_fake_tensors() -> None:
+@pytest.mark.parametrize("path", list(BACKWARD_PATHS))
+def test_flop_counters_see_the_kernels_on_fake_tensors(path: str) -> None:
     """Each kernel is a torch op with a FLOP formula: on fake tensors (nothing runs) a training step counts the
-    front-end convs' forward FLOPs three times, once per kernel: the forward, its recompute in backward,
-    and the weight gradient (no spectrogram gradient: the input BN is folded)."""
-    with FakeTensorMode(), fused_branch.recompute_checks_paused():  # (the check reads values: none here)
+    front-end convs' forward FLOPs once per kernel: the forward and the weight gradient, and when
+    recomputing, the recompute in backward (no spectrogram gradient: the input BN is folded)."""
+    tiles, kernels = BACKWARD_PATHS[path]
+    with FakeTensorMode(), fused_branch.recompute_checks_paused(), triton_kernels.using_tiles(tiles):
         model = Musicnn(n_tags=5, conv_impl="fused_triton").train()
         x = torch.randn(4, 1, 96, 187)
         counter = FlopCounterMode(display=False)
@@ -270,8 +308,10 @@ def test_flop_counters_see_the_kernels_on_fake_tensors() -> None:
     counts = counter.get_flop_counts()["Global"]
     ops = torch.ops.lightning_tagging
     assert forward.get_total_flops() > 10**9
-    for op in (ops.conv_relu_extremes, ops.conv_relu_grad, ops.conv_weight_grad):
-        assert counts[op] == forward.get_total_flops(), op
+    assert {str(op).removeprefix("lightning_tagging.") for op in counts if str(op).startswith("lightning_tagging.")} \
+        == kernels
+    for name in kernels:
+        assert counts[getattr(ops, name)] == forward.get_total_flops(), name
 
 
 def test_a_compiled_musicnn_with_fused_triton_trains_like_the_eager_one(device: torch.device) -> None:
@@ -284,7 +324,11 @@ def test_a_compiled_musicnn_with_fused_triton_trains_like_the_eager_one(device: 
     bias and the BatchNorm terms in other last bits than eager; where a conv output sits within those
     bits of zero, ReLU's gate and the max over mel send its gradient elsewhere, which moves a weight
     gradient by a whole window of inputs (on an H200 the fp32 gradients of timbral_f74's weights
-    differed beyond rtol 1e-4, TF32 off, 2026-11-26; in float64 they matched)."""
+    differed beyond rtol 1e-4, TF32 off, 2026-11-26; in float64 they matched).
+
+    With the default tiles, which save the conv output for backward: traced by dynamo, that backward
+    got zeros for its output's gradient, so every front-end gradient was zero; the fused branches
+    now run between the compiled graphs, whichever the backward path (``fused_branch._apply_untraced``)."""
     torch._dynamo.reset()
     torch.manual_seed(9)
     eager = Musicnn(n_tags=5, n_mels=16, n_frames=24, width=0.05, dropout=0.0, conv_impl="fused_triton")

@@ -8,6 +8,7 @@ memory and without register spills in bf16.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -88,7 +89,7 @@ def kernel_results(tiles: Tiles, device: torch.device, kernel: tuple[int, int] =
     torch.use_deterministic_algorithms(True)
     try:
         with using_tiles(tiles):
-            value, ties, total, mean, var, count = triton_branch.forward_partials(x, weight, bias, sign)
+            value, ties, total, mean, var, count, _ = triton_branch.forward_partials(x, weight, bias, sign)
             rows = 5 if kernel_mels < 6 else 2
             grad, matched = triton_branch.grad_of_conv(x, weight, bias, 1, rows, value, k0, k1, dz)
             weight_grad = triton_branch.weight_grad(x, grad, 1, weight.shape)
@@ -120,6 +121,59 @@ def test_every_tile_choice_computes_what_the_default_computes(tiles: Tiles, devi
     torch.testing.assert_close(found["value"], (y * flip).amax(dim=2) * flip[..., 0], rtol=1e-12, atol=1e-12)
 
 
+SAVING = Tiles(save=1)
+# (tiles, kernel, dtype): a packed timbral kernel and a temporal one; small tiles, so that the weight
+# gradient walks several tiles of frames (each reloading what it needs of the pooled extremes).
+# And every candidate that saves, on a packed timbral kernel.
+SAVING_CASES = [(SAVING, (5, 7), torch.float64), (SAVING, (1, 9), torch.float64), (SAVING, (5, 7), torch.bfloat16),
+                (dataclasses.replace(SMALL_TILES, save=1), (1, 9), torch.float64),
+                *((tiles, (5, 7), torch.float64) for tiles in CANDIDATE_TILES if tiles.save and tiles != SAVING)]
+
+
+@pytest.mark.parametrize(("tiles", "kernel", "dtype"), SAVING_CASES,
+                         ids=[f"{t.label}-{k[0]}x{k[1]}-{str(d)[6:]}" for t, k, d in SAVING_CASES])
+def test_the_saved_conv_output_gives_the_recomputed_gradient(tiles: Tiles, kernel: tuple[int, int],
+                                                             dtype: torch.dtype, device: torch.device) -> None:
+    """``Tiles.save``: the forward also writes relu(conv) (rows 16-aligned, zeros past T'); made from it,
+    the weight gradient is the one made from the grad kernel's recomputed conv, and its sums over mel
+    are the sums of that gradient. The forward's other outputs do not change."""
+    kernel_mels, kernel_steps = kernel
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randn(3, 1, 5 + kernel_mels, 36 + kernel_steps, generator=generator)
+    weight = torch.randn(40, 1, kernel_mels, kernel_steps, generator=generator) / (kernel_mels * kernel_steps) ** 0.5
+    bias = torch.randn(40, 37, generator=generator) * 0.1
+    sign = torch.where(torch.arange(40) % 3 == 0, -1.0, 1.0)
+    k0, k1 = torch.randn(2, 40, generator=generator)
+    dz = torch.randn(3, 40, 37, generator=generator)
+    x, weight = x.to(device, dtype), weight.to(device, dtype)
+    bias, sign, k0, k1, dz = (t.to(device, torch.promote_types(dtype, torch.float32)) for t in (bias, sign, k0, k1, dz))
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)  # (new memory filled with NaN: unwritten elements show)
+    try:
+        with using_tiles(tiles):
+            *unsaved, _, nothing = triton_branch.forward_partials(x, weight, bias, sign)
+            *partials, count, saved = triton_branch.forward_partials(x, weight, bias, sign, save=True)
+            value = partials[0]
+            grad, _ = triton_branch.grad_of_conv(x, weight, bias, 0, saved.shape[2], value, k0, k1, dz)
+            recomputed = triton_branch.weight_grad(x, grad, 0, weight.shape)
+            found, sums = triton_branch.weight_grad_from_saved(x, saved, value, k0, k1, dz, weight.shape)
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+    assert nothing is None and count == 3 * 6 * 37
+    for before, after in zip(unsaved, partials, strict=True):
+        assert torch.equal(before, after)
+    assert saved.shape == (3, 40, 6, 37) and saved.dtype == dtype and saved.stride(2) == 48
+    tails = saved.as_strided((3, 40, 6, 48 - 37), saved.stride(), saved.storage_offset() + 37)
+    assert not tails.any()
+    exact = F.relu(F.conv2d(x.double(), weight.double()) + bias.double()[None, :, None, :])
+    tolerance = {"rtol": 1e-12, "atol": 1e-12} if dtype == torch.float64 else {"rtol": 1e-2, "atol": 1e-2}
+    torch.testing.assert_close(saved.double(), exact, **tolerance)
+    # the same gradient elementwise, so the same sums in the same order: equal up to fused multiply-adds
+    torch.testing.assert_close(found, recomputed, rtol=1e-12 if dtype == torch.float64 else 1e-5, atol=1e-6)
+    torch.testing.assert_close(sums, grad.sum(dim=2, dtype=sums.dtype), rtol=1e-12 if dtype == torch.float64 else 1e-5,
+                               atol=1e-5)
+
+
 def test_packed_windows_hold_each_frames_taps_contiguously_in_aligned_rows() -> None:
     x = torch.randn(2, 1, 6, 12, dtype=torch.float64)
     packed = triton_branch.pack_windows(x, kernel_mels=3, kernel_steps=7, width=8)  # [B, T' = 6, row]
@@ -143,13 +197,14 @@ def test_packed_windows_hold_each_frames_taps_contiguously_in_aligned_rows() -> 
 
 
 @pytest.mark.parametrize("kernel", [(5, 9), (1, 7), (9, 3)], ids=lambda kernel: f"{kernel[0]}x{kernel[1]}")
-def test_packed_tiles_fall_back_or_pack_and_compute_what_the_default_computes(kernel: tuple[int, int],
-                                                                           device: torch.device) -> None:
+def test_packed_tiles_fall_back_or_pack_and_compute_what_unpacked_ones_compute(kernel: tuple[int, int],
+                                                                            device: torch.device) -> None:
     """Wider than the pack (5 × 9) or one band tall (1 × 7, musicnn's temporal kernels are 1 × 32–128):
-    read unpacked; 9 × 3 packed, with 9·8 = 72 taps padded to 80. (Statistics per cell, either way.)"""
+    read unpacked; 9 × 3 packed, with 9·8 = 72 taps padded to 80. (Statistics per cell, either way;
+    against the first choice, ``Tiles()``, which packs nothing.)"""
     packed = Tiles(pack=8, cell_stats=1)
-    assert triton_branch.packs(packed, *kernel) == (kernel == (9, 3))
-    expected, found = kernel_results(DEFAULT_TILES, device, kernel), kernel_results(packed, device, kernel)
+    assert triton_branch.packs(packed, *kernel) == (kernel == (9, 3)) and not Tiles().pack
+    expected, found = kernel_results(Tiles(), device, kernel), kernel_results(packed, device, kernel)
     for name in ("ties", "matched"):
         assert torch.equal(found[name], expected[name]), name
     for name in ("value", "total", "mean", "var", "grad", "weight_grad"):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -36,23 +37,27 @@ from lightning_tagging.models import Musicnn
 from lightning_tagging.models.musicnn import BRANCH_IMPLS, FRONTEND_BRANCHES
 from lightning_tagging.models.triton_kernels import DEFAULT_TILES, Tiles, using_tiles
 
-# Tile choices `--tiles candidates` times. Each compiles for an H100 (sm_90) within its shared
-# memory, and with next to no register spills in bf16 (tests/test_triton_tiles.py; registers and
-# spills: `python -c "from lightning_tagging.models import triton_kernels as k; print(k.compile_for_gpu(...))"`).
-# On an H200 (2026-11-26, bf16, batch 256, front-end training clips/s) six unpacked choices were
-# within 12 %: 32 taps per step 3,206, 32 × 32 tiles of 4 warps 3,080, two stages 3,013, the
-# default 3,007, 64 × 32 tiles 2,973, the weight gradient with 64 taps 2,874. Now: the default; packed
-# windows (``Tiles.pack``: aligned loads, which Triton pipelines where bf16 gathers are scalar);
-# with them BatchNorm's statistics per cell (``Tiles.cell_stats``: two cross-warp reductions fewer per
-# mel position), also with 32 taps and with 32 × 32 tiles (three programs per SM); and the fastest
-# unpacked choice, last. The packed and per-cell choices are not yet timed.
+# Tile choices `--tiles candidates` times: the default first, then its neighbours (a budget cuts the
+# tail). Each compiles for an H100 (sm_90) within its shared memory, and with next to no register spills
+# in bf16 (tests/test_triton_tiles.py; registers and spills: `python -c "from lightning_tagging.models
+# import triton_kernels as k; print(k.compile_for_gpu(...))"`). How the default was found, front-end
+# training clips/s on an H200 (2026-11-26, bf16, batch 256; README, Performance), from the first choice
+# (``Tiles()``: 3,413) on:
+# - the conv output saved for backward: 4,058; packed windows: 4,887, and per-cell statistics: 5,202;
+# - all three, the weight gradient in 64 filters × 32 taps × 32 frames: 5,320; 32 taps a step: 5,758;
+# - the weight gradient in 64 × 64 × 32 instead: 6,062 (16 taps a step), 6,713 (32); its clips split
+#   among 64 programs per tile, not 32: 7,068 (16 taps), 7,908 (32); 128: 8,383; 256: 8,538;
+# - in 64 × 128 × 32, 128 ways: 8,540, the default.
+# Here: neighbours of the default, the default recomputing its conv in backward (for the memory it
+# saves), and the first choice.
 CANDIDATE_TILES = (
     DEFAULT_TILES,
-    Tiles(pack=8),
-    Tiles(pack=8, cell_stats=1),
-    Tiles(taps=32, pack=8, cell_stats=1),
-    Tiles(frames=32, filters=32, warps=4, pack=8, cell_stats=1),
-    Tiles(taps=32),
+    Tiles(taps=32, wgrad_taps=64, wgrad_frames=32, wgrad_splits=256, pack=8, cell_stats=1, save=1),
+    Tiles(taps=32, wgrad_taps=64, wgrad_frames=32, wgrad_splits=128, pack=8, cell_stats=1, save=1),
+    Tiles(taps=32, wgrad_taps=128, wgrad_frames=32, wgrad_splits=64, pack=8, cell_stats=1, save=1),
+    Tiles(taps=16, wgrad_taps=128, wgrad_frames=32, wgrad_splits=128, pack=8, cell_stats=1, save=1),
+    dataclasses.replace(DEFAULT_TILES, save=0),
+    Tiles(),
 )
 
 

@@ -44,7 +44,8 @@ GPUS = {
 # Also musicnn's Triton convolutions (models/triton_branch.py), which follow cuDNN's TF32 setting too.
 CONVOLUTIONS = frozenset({"aten.convolution", "aten.convolution_backward", "aten._convolution",
                           "aten.cudnn_convolution", "lightning_tagging.conv_relu_extremes",
-                          "lightning_tagging.conv_relu_grad", "lightning_tagging.conv_weight_grad"})
+                          "lightning_tagging.conv_relu_grad", "lightning_tagging.conv_weight_grad",
+                          "lightning_tagging.conv_weight_grad_saved"})
 
 
 @dataclass(frozen=True)

@@ -72,10 +72,11 @@ MODEL_PRECISIONS = ("fp32", "bf16-mixed")
 MUSICNN_CONV_IMPLS = ("conv2d", "mel_windows", "mel_band", "fused", "fused_compiled", "fused_triton")
 SAMPLECNN_BLOCK_IMPLS = ("plain", "pool_first", "nhwc", "pool_first_nhwc")
 # The constructor argument that picks each backbone's implementation (the model rows vary it, the fit
-# rows set the fastest), and what compiled fit rows choose from: implementations made of library ops
-# (musicnn's fused ones hold an autograd.Function with a Python loop of their own).
+# rows set the fastest), and what compiled fit rows choose from: implementations made of library ops,
+# and fused_triton, whose kernels run between the compiled graphs (the other fused ones hold an
+# autograd.Function with a Python loop of chunks).
 IMPL_ARGUMENTS = {"musicnn": "conv_impl", "samplecnn": "block_impl"}
-COMPILED_IMPLS = {"musicnn": ("conv2d", "mel_windows", "mel_band"), "samplecnn": SAMPLECNN_BLOCK_IMPLS}
+COMPILED_IMPLS = {"musicnn": ("conv2d", "mel_windows", "mel_band", "fused_triton"), "samplecnn": SAMPLECNN_BLOCK_IMPLS}
 LARGE_BATCH, LARGE_PRECISION = 256, "bf16-mixed"  # of the compile, channels_last and fit rows
 COMPILE_BACKBONES = ("musicnn", "samplecnn")  # with library convs
 COMPILE_MODE = "default"  # "reduce-overhead" adds CUDA graphs; "max-autotune" takes minutes to tune
@@ -333,8 +334,8 @@ class Suite:
         workers = self.ddp_workers(devices)
         run_name = f"{precision}-ddp{devices}" if devices > 1 else precision
         args = fit_arguments(backbone, run_name + "-compiled" * compiled, corpus, self.scratch, self.plan, workers)
-        # Compiled: the fastest of COMPILED_IMPLS; for musicnn on an H100 mel_windows, of conv2d and
-        # mel_windows (2026-11-26).
+        # Compiled: the fastest of COMPILED_IMPLS (for musicnn on an H100, of conv2d and mel_windows:
+        # mel_windows; on an H200 fused_triton trained fastest compiled too, 2026-11-26).
         among = COMPILED_IMPLS.get(backbone, ()) if compiled else None
         impl = self.fastest_impl(backbone, precision, among)
         if impl is None and among:

@@ -40,8 +40,11 @@ not its arithmetic, is what bounds this branch on a GPU.
 
 With ``epilogue="triton"`` (musicnn's ``conv_impl="fused_triton"``) the chunk's conv and its
 epilogue are one Triton kernel (``triton_branch.py``): the forward takes all mel positions in
-one launch and writes no conv output at all; the backward's kernel recomputes each chunk's conv
-and writes only its gradient.
+one launch. By default (``Tiles.save``) it also writes ``relu(conv)`` once, in the input dtype,
+and the backward's one kernel makes the conv output's gradient from it on the fly, summing it
+into the weight and bias gradients: the speed of keeping the tensor, at the memory of one copy
+of it per branch (no BN output, no max indices). Without ``Tiles.save`` it writes no conv output
+at all, and the backward's kernel recomputes each chunk's conv and writes only its gradient.
 
 Tests compare outputs, all gradients and the running statistics with the plain
 ``conv → relu → BatchNorm2d → amax`` in float64, float32 and bf16 autocast, eager and compiled
@@ -61,6 +64,7 @@ from torch import nn
 
 from . import triton_branch
 from .single_channel_conv import single_channel_conv2d
+from .triton_kernels import tiles_in_use
 
 # Elements of one chunk of ``y`` (B·filters·positions·T): 2^26 floats = 256 MiB in fp32.
 # Forward and backward hold a few temporaries of this size: `lt bench estimate` counts 1.6 GiB of
@@ -160,11 +164,25 @@ def fused_conv_relu_bn_max(
     use_batch_stats = bn.training or bn.running_mean is None
     if not use_batch_stats:
         return _with_running_stats(x, weight, bias, bn, gamma, beta, impl, chunk)
-    out, mean, var = _ConvReluBatchNormMax.apply(x, weight, bias, gamma, beta, bn.eps, impl, chunk,
-                                                 epilogue == "compiled")
+    # Tiles.save: the kernels keep relu(conv) for backward, when there will be one.
+    save = (impl == "triton" and bool(tiles_in_use().save) and torch.is_grad_enabled()
+            and any(t is not None and t.requires_grad for t in (x, weight, bias)))
+    out, mean, var = _apply_untraced(x, weight, bias, gamma, beta, bn.eps, impl, chunk, epilogue == "compiled", save)
     if bn.training and bn.track_running_stats and bn.running_mean is not None:
         _update_running_stats(bn, mean, var, count=per_position * n_positions // weight.shape[0])
     return out
+
+
+@torch.compiler.disable
+def _apply_untraced(*args: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:class:`_ConvReluBatchNormMax`, which torch.compile runs as it is, between compiled graphs.
+
+    Traced by dynamo (torch 2.11), its backward received zeros for the output's gradient, so every
+    front-end gradient was zero (seen with ``aot_eager`` and ``Tiles.save``, whose backward has nothing
+    else that stops the trace: the recompute check's counter made dynamo fall back to running it
+    as it is). (``tests/test_triton_branch.py`` trains compiled models against eager ones.)
+    """
+    return _ConvReluBatchNormMax.apply(*args)
 
 
 def _update_running_stats(bn: nn.BatchNorm2d, mean: torch.Tensor, var: torch.Tensor, count: int) -> None:
@@ -347,14 +365,15 @@ class _ConvReluBatchNormMax(torch.autograd.Function):
     """Training-mode ``batch_norm(relu(conv(x))).amax(2)``; returns (out, batch mean, batch variance)."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, gamma, beta, eps, impl, chunk, compiled):  # type: ignore[override]
+    def forward(ctx, x, weight, bias, gamma, beta, eps, impl, chunk, compiled, save):  # type: ignore[override]
         device_type = x.device.type
         ctx.autocast = (device_type, torch.is_autocast_enabled(device_type), torch.get_autocast_dtype(device_type))
         sign = gamma.detach().sign()[None, :, None]
         extremes, moments = _Extremes(sign), _Moments()
-        if impl == "triton":  # one kernel over all mel positions: no chunks, the conv output is never written
-            value, ties, total, mean64, var64, count = triton_branch.forward_partials(
-                *_compute_operands(x, weight), bias, sign.flatten())
+        saved_conv = None  # relu(conv) for backward, where Tiles.save asks for it
+        if impl == "triton":  # one kernel over all mel positions: no chunks, the conv output is not written
+            value, ties, total, mean64, var64, count, saved_conv = triton_branch.forward_partials(
+                *_compute_operands(x, weight), bias, sign.flatten(), save=bool(tiles_in_use().save))
             extremes.add(value, ties, total)
             moments.add(mean64, var64, count)
         else:
@@ -378,14 +397,14 @@ class _ConvReluBatchNormMax(torch.autograd.Function):
         ties = torch.where(sign == 0, n_positions, extremes.ties)
         y_hat = (pooled.to(acc) - mean[None, :, None]) * invstd[None, :, None]
         out = (y_hat * gamma.to(acc)[None, :, None] + beta.to(acc)[None, :, None]).to(pooled.dtype)
-        ctx.save_for_backward(x, weight, bias, gamma, pooled, ties, y_hat, mean, invstd)
+        ctx.save_for_backward(x, weight, bias, gamma, pooled, ties, y_hat, mean, invstd, saved_conv)
         ctx.impl, ctx.chunk, ctx.count, ctx.compiled = impl, chunk, moments.count, compiled
         ctx.mark_non_differentiable(mean, var)
         return out, mean, var
 
     @staticmethod
     def backward(ctx, grad_out, _grad_mean, _grad_var):  # type: ignore[override]
-        x, weight, bias, gamma, pooled, ties, y_hat, mean, invstd = ctx.saved_tensors
+        x, weight, bias, gamma, pooled, ties, y_hat, mean, invstd, saved_conv = ctx.saved_tensors
         grad_out = grad_out.to(y_hat.dtype)
         # BatchNorm backward with dz nonzero only at the pooled positions (see module docstring).
         grad_beta = grad_out.sum(dim=(0, 2))
@@ -404,10 +423,14 @@ class _ConvReluBatchNormMax(torch.autograd.Function):
         needs_b = needs_b and bias is not None
         grad_gamma, grad_beta = grad_gamma.to(gamma.dtype), grad_beta.to(gamma.dtype)
         if not (needs_x or needs_w or needs_b):
-            return None, None, None, grad_gamma, grad_beta, None, None, None, None
+            return None, None, None, grad_gamma, grad_beta, None, None, None, None, None
         grad_x = torch.zeros_like(x) if needs_x else None
         grad_w = torch.zeros_like(weight) if needs_w else None
         grad_b = torch.zeros_like(bias) if needs_b else None
+        if saved_conv is not None:  # nothing recomputed, so nothing to check
+            _triton_saved_backward(ctx, x, weight, saved_conv, pooled, k0, k1, scaled_dz_at_extreme, grad_x, grad_w,
+                                   grad_b)
+            return grad_x, grad_w, grad_b, grad_gamma, grad_beta, None, None, None, None, None
         matched = torch.zeros_like(ties) if _RECOMPUTE_CHECK.due() else None  # positions at the extreme, counted
         if ctx.impl == "triton":
             _triton_backward(ctx, x, weight, bias, pooled, k0, k1, scaled_dz_at_extreme, grad_x, grad_w, grad_b,
@@ -422,7 +445,7 @@ class _ConvReluBatchNormMax(torch.autograd.Function):
                 "fused musicnn front-end: the conv recomputed in backward differs from the forward pass "
                 "(non-deterministic convolution?); use conv_impl='mel_windows' or 'conv2d'"
             )
-        return grad_x, grad_w, grad_b, grad_gamma, grad_beta, None, None, None, None
+        return grad_x, grad_w, grad_b, grad_gamma, grad_beta, None, None, None, None, None
 
 
 def _torch_backward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, pooled: torch.Tensor,
@@ -481,3 +504,32 @@ def _triton_backward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torc
             grad_rows = torch.nn.grad.conv2d_input(rows.shape, weight_c.to(acc), grad_conv.to(acc))
             grad_x[:, :, start:stop + kernel_rows] += grad_rows.to(grad_x.dtype)
 
+
+
+def _triton_saved_backward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, saved_conv: torch.Tensor,
+                           pooled: torch.Tensor, k0: torch.Tensor, k1: torch.Tensor,
+                           scaled_dz_at_extreme: torch.Tensor, grad_x: torch.Tensor | None,
+                           grad_w: torch.Tensor | None, grad_b: torch.Tensor | None) -> None:
+    """As :func:`_triton_backward`, from the forward's saved ``relu(conv)`` ``[B, C, F', T']`` (``Tiles.save``):
+    one kernel makes the conv output's gradient from it and sums it into the weight gradient and, over
+    mel, into the bias map's, without writing it. Only the spectrogram's gradient (``log_learn``)
+    needs it written: chunk by chunk, by torch ops."""
+    device_type, autocast_on, autocast_dtype = ctx.autocast
+    with torch.autocast(device_type, dtype=autocast_dtype, enabled=autocast_on):
+        x_c, weight_c = _compute_operands(x, weight)
+    if grad_w is not None or grad_b is not None:
+        weight_grad, grad_sums = triton_branch.weight_grad_from_saved(
+            x_c, saved_conv, pooled, k0.flatten(), k1.flatten(), scaled_dz_at_extreme.squeeze(2), weight.shape)
+        if grad_w is not None:
+            grad_w += weight_grad.to(grad_w.dtype)
+        if grad_b is not None:  # the bias map's gradient: summed over clips and mel positions
+            grad_b += grad_sums.sum(dim=0).to(grad_b.dtype)
+    if grad_x is not None:
+        kernel_rows = weight.shape[2] - 1
+        acc = _accumulation_dtype(saved_conv)
+        for start, stop in _chunks(saved_conv.shape[2], ctx.chunk):
+            # relu(y) = y: the saved conv output is the function's "conv" argument as it sees it
+            grad_conv = _chunk_grad_of_conv(saved_conv[:, :, start:stop], pooled, k0, k1, scaled_dz_at_extreme)
+            rows = x[:, :, start:stop + kernel_rows]
+            grad_rows = torch.nn.grad.conv2d_input(rows.shape, weight_c.to(acc), grad_conv.to(acc))
+            grad_x[:, :, start:stop + kernel_rows] += grad_rows.to(grad_x.dtype)

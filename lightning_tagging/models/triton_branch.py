@@ -8,10 +8,14 @@ in memory. ``fused_branch`` calls them through three functions:
 
 - :func:`forward_partials` — per (clip, filter, frame): the extreme over mel of ``relu(conv)``
   (max, or min where BatchNorm's scale is negative), how many mel positions tie at it and their
-  sum; per filter: the mean and variance of ``relu(conv)``. It reads the spectrogram and the weights.
-- :func:`grad_of_conv` — backward: the gradient of the conv output at a chunk of mel positions,
-  the conv recomputed inside (the one dense tensor backward cannot avoid).
-- :func:`weight_grad` — the weight gradient from that chunk.
+  sum; per filter: the mean and variance of ``relu(conv)``. It reads the spectrogram and the
+  weights, and with ``Tiles.save`` (the default) also writes ``relu(conv)`` for backward.
+- :func:`weight_grad_from_saved` — backward, from that saved output: the weight gradient, and the
+  sums over mel of the conv output's gradient (the bias map's), which it computes on the fly and
+  never writes.
+- Without ``Tiles.save``, backward recomputes instead: :func:`grad_of_conv` writes the gradient of
+  the conv output at a chunk of mel positions, the conv recomputed inside, and :func:`weight_grad`
+  sums the weight gradient from that chunk.
 
 The timbral convs can read a packed copy of their windows (``Tiles.pack``: :func:`pack_windows`,
 :func:`padded_weight`), made inside each op, so that the kernels' loads of them are aligned.
@@ -138,45 +142,49 @@ def _kernel_input(x: torch.Tensor, kernel_mels: int, kernel_steps: int, tiles: T
 # --- forward -------------------------------------------------------------------------------
 
 
-def _extremes_outputs(x: torch.Tensor, weight: torch.Tensor, tiles: Tiles) -> tuple[torch.Tensor, ...]:
-    """Allocated outputs of the forward kernel: value, ties, total ``[B, C, T']``; means, m2s ``[B, tiles, C]``."""
+def _extremes_outputs(x: torch.Tensor, weight: torch.Tensor, tiles: Tiles, save: bool) -> tuple[torch.Tensor, ...]:
+    """Allocated outputs of the forward kernel: value, ties, total ``[B, C, T']``; means, m2s ``[B, tiles, C]``;
+    and with ``save`` the conv output ``y`` ``[B, C, F', T']`` (rows 16-aligned, as the gradient's), else ``[0]``."""
     batch, filters, acc = x.shape[0], weight.shape[0], accumulation_dtype(x.dtype)
     n_frames = x.shape[3] - weight.shape[3] + 1
     cells = (batch, filters, n_frames)
     partials = (batch, _cdiv(n_frames, tiles.frames), filters)
+    saved = _padded_rows(x, weight, 0, x.shape[2] - weight.shape[2] + 1) if save else x.new_empty(0)
     return (x.new_empty(cells), x.new_empty(cells, dtype=torch.int32), x.new_empty(cells, dtype=acc),
-            x.new_empty(partials, dtype=acc), x.new_empty(partials, dtype=acc))
+            x.new_empty(partials, dtype=acc), x.new_empty(partials, dtype=acc), saved)
 
 
 @torch.library.custom_op("lightning_tagging::conv_relu_extremes", mutates_args=())
 def _extremes_op(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, sign: torch.Tensor,
-                 tiles: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+                 tiles: list[int], save: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
+                                                        torch.Tensor, torch.Tensor]:
     n_positions, n_frames, filters, _ = _check(x, weight, bias)
     chosen = Tiles(*tiles)
-    value, ties, total, means, m2s = _extremes_outputs(x, weight, chosen)
+    value, ties, total, means, m2s, saved = _extremes_outputs(x, weight, chosen, save)
     read = _kernel_input(x, weight.shape[2], weight.shape[3], chosen)
     weight = padded_weight(weight, read.taps_per_row) if read.packed else weight
     taps = weight[0].numel()
-    strides = (*read.strides, weight.stride(0), 1, bias.stride(0), bias.stride(1))
+    row_stride = saved.shape[3] if save else ALIGNMENT  # (an unused argument without save)
+    strides = (*read.strides, weight.stride(0), 1, bias.stride(0), bias.stride(1), row_stride)
     launch(_forward_kernel, (x.shape[0], means.shape[1], _cdiv(filters, chosen.filters)),
            read.x, weight, bias, sign.to(total.dtype).contiguous(), value, ties, total, means, m2s,
-           n_positions, n_frames, filters, taps, *strides,
+           saved if save else value, n_positions, n_frames, filters, taps, *strides,
            BLOCK_T=chosen.frames, BLOCK_C=chosen.filters, BLOCK_K=chosen.taps,
-           CELL_STATS=bool(chosen.cell_stats), **read.constants(), **kernel_constants(x),
+           CELL_STATS=bool(chosen.cell_stats), SAVE=save, **read.constants(), **kernel_constants(x),
            **chosen.launch_options("forward_kernel"))
-    return value, ties, total, means, m2s
+    return value, ties, total, means, m2s, saved
 
 
 @_extremes_op.register_fake
 def _(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, sign: torch.Tensor,
-      tiles: list[int]) -> tuple[torch.Tensor, ...]:
-    return _extremes_outputs(x, weight, Tiles(*tiles))
+      tiles: list[int], save: bool) -> tuple[torch.Tensor, ...]:
+    return _extremes_outputs(x, weight, Tiles(*tiles), save)
 
 
 def forward_partials(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, sign: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:
-    """What the fused branch's forward needs of ``y = relu(conv(x))``, without ``y``.
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, sign: torch.Tensor, save: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int, torch.Tensor | None]:
+    """What the fused branch's forward needs of ``y = relu(conv(x))``, without ``y`` unless ``save``.
 
     ``x`` ``[B, 1, F, T]`` and ``weight`` ``[C, 1, kh, kw]`` in one dtype; ``bias`` the map
     ``[C, T']`` (any strides; a ``[C]`` bias expanded is fine), in any float dtype; ``sign``
@@ -184,12 +192,13 @@ def forward_partials(
 
     Returns per (b, c, t), ``[B, C, T']``: the extreme (``x``'s dtype), the number of mel positions
     equal to it (int32) and the sum over mel (accumulation dtype); per filter ``[C]``: the mean
-    and biased variance of ``y`` over (b, f, t) (float64); and that count of elements per filter.
+    and biased variance of ``y`` over (b, f, t) (float64); that count of elements per filter; and
+    with ``save`` (``Tiles.save``, for backward) ``y`` itself ``[B, C, F', T']`` in ``x``'s dtype, else None.
     """
     n_positions, n_frames, _, _ = _check(x, weight, bias)
     tiles = tiles_in_use()
-    value, ties, total, means, m2s = torch.ops.lightning_tagging.conv_relu_extremes(x, weight, bias, sign,
-                                                                                   _as_list(tiles))
+    value, ties, total, means, m2s, saved = torch.ops.lightning_tagging.conv_relu_extremes(
+        x, weight, bias, sign, _as_list(tiles), save)
     # Merge the per-program statistics in float64: each program saw n_positions · (its frames) elements.
     tile_starts = torch.arange(means.shape[1], device=x.device) * tiles.frames
     frames_in_tile = (n_frames - tile_starts).clamp(max=tiles.frames)
@@ -197,7 +206,7 @@ def forward_partials(
     count = x.shape[0] * n_frames * n_positions
     mean = (means.double() * counts).sum(dim=(0, 1)) / count
     m2 = (m2s.double() + counts * (means.double() - mean).square()).sum(dim=(0, 1))
-    return value, ties, total, mean, m2 / count, count
+    return value, ties, total, mean, m2 / count, count, saved[..., :n_frames] if save else None
 
 
 # --- backward ------------------------------------------------------------------------------
@@ -226,15 +235,20 @@ def _grad_op(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, start: i
     return grad, matched
 
 
-def _grad_outputs(x: torch.Tensor, weight: torch.Tensor, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Allocated outputs of the gradient kernel: grad ``[B, C, stop − start, T']``, matched ``[B, C, T']``.
-
-    grad's rows are ``T'`` rounded up to 16 elements apart (a view of a wider tensor), so that the
-    kernels can store and load them vectorized (``ALIGNMENT``).
+def _padded_rows(x: torch.Tensor, weight: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    """An allocated conv output (or its gradient) at mel positions ``start:stop``, with padded rows:
+    ``[B, C, stop − start, T' rounded up to 16]``, so that the kernels can store and load its rows
+    vectorized (``ALIGNMENT``). Its users see ``[..., :T']``.
     """
     batch, filters, n_frames = x.shape[0], weight.shape[0], x.shape[3] - weight.shape[3] + 1
-    rows = x.new_empty(batch, filters, stop - start, _round_up(n_frames, ALIGNMENT))
-    return rows[..., :n_frames], x.new_empty(batch, filters, n_frames, dtype=torch.int32)
+    return x.new_empty(batch, filters, stop - start, _round_up(n_frames, ALIGNMENT))
+
+
+def _grad_outputs(x: torch.Tensor, weight: torch.Tensor, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Allocated outputs of the gradient kernel: grad (:func:`_padded_rows`), matched ``[B, C, T']``."""
+    n_frames = x.shape[3] - weight.shape[3] + 1
+    return (_padded_rows(x, weight, start, stop)[..., :n_frames],
+            x.new_empty(x.shape[0], weight.shape[0], n_frames, dtype=torch.int32))
 
 
 @_grad_op.register_fake
@@ -257,35 +271,50 @@ def grad_of_conv(
                                                        scaled_dz_at_extreme, _as_list(tiles_in_use()))
 
 
-@torch.library.custom_op("lightning_tagging::conv_weight_grad", mutates_args=())
-def _weight_grad_op(x: torch.Tensor, grad: torch.Tensor, start: int, kernel_mels: int, kernel_steps: int,
-                    tiles: list[int]) -> torch.Tensor:
-    batch, filters, n_rows, n_frames = grad.shape
-    if grad.stride(3) != 1 or grad.stride()[:3] != (filters * n_rows * grad.stride(2), n_rows * grad.stride(2),
-                                                       grad.stride(2)):
-        grad = grad.contiguous()  # the kernel reads rows of frames, any distance apart, in order
-    chosen = Tiles(*tiles)
-    partial = _weight_grad_partial(x, grad, kernel_mels, kernel_steps, chosen)
-    rows = x
-    if packs(chosen, kernel_mels, kernel_steps):  # pack only the mel rows these gradient rows read
-        rows, start = x[:, :, start:start + n_rows + kernel_mels - 1], 0
-    read = _kernel_input(rows, kernel_mels, kernel_steps, chosen)
+def _rows_in_order(rows: torch.Tensor) -> torch.Tensor:
+    """``rows`` ``[B, C, n, T']`` as the weight gradient kernel reads them: rows of frames in order, any
+    distance apart (a copy only if they are not)."""
+    _, filters, n_rows, _ = rows.shape
+    if rows.stride(3) != 1 or rows.stride()[:3] != (filters * n_rows * rows.stride(2), n_rows * rows.stride(2),
+                                                    rows.stride(2)):
+        return rows.contiguous()
+    return rows
+
+
+def _launch_weight_grad(x: torch.Tensor, rows: torch.Tensor, start: int, kernel_mels: int, kernel_steps: int,
+                        chosen: Tiles, saved: tuple[torch.Tensor, ...] | None = None) -> torch.Tensor:
+    """The weight gradient's partial sums ``[splits, C, kh·kw]``: from the conv output's gradient ``rows``
+    ``[B, C, n, T']`` at mel positions ``start:start + n``; or, with ``saved`` = (pooled, k0, k1, dz,
+    sums), from the saved conv output ``rows`` (all positions), its gradient's sums over mel into ``sums``."""
+    batch, filters, n_rows, n_frames = rows.shape
+    partial = _weight_grad_partial(x, rows, kernel_mels, kernel_steps, chosen)
+    if packs(chosen, kernel_mels, kernel_steps):  # pack only the mel rows these rows read
+        x, start = x[:, :, start:start + n_rows + kernel_mels - 1], 0
+    read = _kernel_input(x, kernel_mels, kernel_steps, chosen)
     taps = packed_taps(kernel_mels, read.taps_per_row) if read.packed else kernel_mels * kernel_steps
     if read.packed:  # the packed taps' sums, of which the zero-padded ones are dropped below
         partial = partial.new_empty(partial.shape[0], filters, taps)
     constants = kernel_constants(x)
+    unused = partial  # (pointers that FROM_SAVED=False never reads)
     launch(_weight_grad_kernel, (_cdiv(filters, chosen.wgrad_filters), _cdiv(taps, chosen.wgrad_taps),
                                  partial.shape[0]),
-           read.x, grad, partial, batch, n_rows, start, n_frames, filters, taps, *read.strides, grad.stride(2),
+           read.x, rows, partial, *(saved or (unused,) * 5), batch, n_rows, start, n_frames, filters, taps,
+           *read.strides, rows.stride(2),
            BLOCK_T=chosen.wgrad_frames, BLOCK_C=chosen.wgrad_filters, BLOCK_K=chosen.wgrad_taps,
-           ACC=constants["ACC"], PRECISION=constants["PRECISION"], UPCAST=constants["UPCAST"],
-           **read.constants(), **chosen.launch_options("weight_grad_kernel"))
+           ACC=constants["ACC"], OUT=constants["OUT"], PRECISION=constants["PRECISION"], UPCAST=constants["UPCAST"],
+           FROM_SAVED=saved is not None, **read.constants(), **chosen.launch_options("weight_grad_kernel"))
     if read.packed:
         splits = partial.shape[0]
         partial = partial[:, :, :kernel_mels * read.taps_per_row]
         partial = partial.view(splits, filters, kernel_mels, read.taps_per_row)[..., :kernel_steps]
         partial = partial.reshape(splits, filters, kernel_mels * kernel_steps)
     return partial
+
+
+@torch.library.custom_op("lightning_tagging::conv_weight_grad", mutates_args=())
+def _weight_grad_op(x: torch.Tensor, grad: torch.Tensor, start: int, kernel_mels: int, kernel_steps: int,
+                    tiles: list[int]) -> torch.Tensor:
+    return _launch_weight_grad(x, _rows_in_order(grad), start, kernel_mels, kernel_steps, Tiles(*tiles))
 
 
 def _weight_grad_partial(x: torch.Tensor, grad: torch.Tensor, kernel_mels: int, kernel_steps: int,
@@ -314,6 +343,45 @@ def weight_grad(x: torch.Tensor, grad: torch.Tensor, start: int, weight_shape: t
     return partial.sum(dim=0).view(filters, 1, kernel_mels, kernel_steps)
 
 
+@torch.library.custom_op("lightning_tagging::conv_weight_grad_saved", mutates_args=())
+def _weight_grad_saved_op(x: torch.Tensor, saved: torch.Tensor, pooled: torch.Tensor, k0: torch.Tensor,
+                          k1: torch.Tensor, dz: torch.Tensor, kernel_mels: int, kernel_steps: int,
+                          tiles: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    sums = _grad_sums_output(x, saved)
+    operands = (pooled.contiguous(), k0.contiguous(), k1.contiguous(), dz.contiguous(), sums)
+    partial = _launch_weight_grad(x, _rows_in_order(saved), 0, kernel_mels, kernel_steps, Tiles(*tiles), operands)
+    return partial, sums
+
+
+def _grad_sums_output(x: torch.Tensor, saved: torch.Tensor) -> torch.Tensor:
+    """The allocated sums over mel of the conv output's gradient, ``[B, C, T']`` in the accumulation dtype."""
+    batch, filters, _, n_frames = saved.shape
+    return x.new_empty(batch, filters, n_frames, dtype=accumulation_dtype(x.dtype))
+
+
+@_weight_grad_saved_op.register_fake
+def _(x: torch.Tensor, saved: torch.Tensor, pooled: torch.Tensor, k0: torch.Tensor, k1: torch.Tensor,
+      dz: torch.Tensor, kernel_mels: int, kernel_steps: int, tiles: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    return _weight_grad_partial(x, saved, kernel_mels, kernel_steps, Tiles(*tiles)), _grad_sums_output(x, saved)
+
+
+def weight_grad_from_saved(
+    x: torch.Tensor, saved: torch.Tensor, pooled: torch.Tensor, k0: torch.Tensor, k1: torch.Tensor,
+    scaled_dz_at_extreme: torch.Tensor, weight_shape: torch.Size,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The weight gradient ``[C, 1, kh, kw]`` from the forward's saved ``y`` ``[B, C, F', T']``
+    (:func:`forward_partials` with ``save``), and the sum over mel of the conv output's gradient ``[B, C, T']``.
+
+    The conv output's gradient is :func:`grad_of_conv`'s, made from ``y`` inside the kernel instead
+    of from a recomputed conv, and never written; its sums over mel give the bias map's gradient.
+    ``pooled``, ``k0``, ``k1``, ``scaled_dz_at_extreme`` as for :func:`grad_of_conv`.
+    """
+    filters, _, kernel_mels, kernel_steps = weight_shape
+    partial, sums = torch.ops.lightning_tagging.conv_weight_grad_saved(
+        x, saved, pooled, k0, k1, scaled_dz_at_extreme, kernel_mels, kernel_steps, _as_list(tiles_in_use()))
+    return partial.sum(dim=0).view(filters, 1, kernel_mels, kernel_steps), sums
+
+
 # --- FLOPs: two per multiply-add of the conv each kernel computes --------------------------
 
 
@@ -336,3 +404,9 @@ def _weight_grad_flops(x_shape: Any, grad_shape: Any, start: int, kernel_mels: i
                        *args: Any, **kwargs: Any) -> int:
     batch, filters, n_rows, n_frames = grad_shape
     return 2 * batch * filters * n_rows * n_frames * kernel_mels * kernel_steps
+
+
+@register_flop_formula(torch.ops.lightning_tagging.conv_weight_grad_saved)
+def _weight_grad_saved_flops(x_shape: Any, saved_shape: Any, pooled_shape: Any, k0_shape: Any, k1_shape: Any,
+                             dz_shape: Any, kernel_mels: int, kernel_steps: int, *args: Any, **kwargs: Any) -> int:
+    return _weight_grad_flops(x_shape, saved_shape, 0, kernel_mels, kernel_steps)

@@ -12,14 +12,15 @@ Each program owns one clip and a tile of frames × filters, and walks the mel po
 
 - ``forward_kernel`` keeps, per cell, the running max of ``flip·relu(conv)`` (``flip`` = −1
   where BatchNorm's scale is negative: their min), its tie count and the sum over mel; per
-  filter, the mean and squared deviations over its cells, merged row by row (Chan et al.). The
-  conv output is never written.
-- ``grad_kernel`` recomputes the conv for a range of mel positions, with the same code and so
-  the same bits, and writes the gradient of the conv output:
+  filter, the mean and squared deviations over its cells, merged row by row (Chan et al.). With
+  ``Tiles.save`` it also writes ``y = relu(conv)`` for backward; else the conv output is never written.
+- ``grad_kernel`` (without ``Tiles.save``) recomputes the conv for a range of mel positions, with
+  the same code and so the same bits, and writes the gradient of the conv output:
   ``where(y > 0, k0 + k1·y + [y = pooled]·dz, 0)`` (``fused_branch._chunk_grad_of_conv``).
 - ``weight_grad_kernel`` sums ``grad[b, c, f, t] · x[b, f + i, t + j]`` over clips, positions
   and frames for a tile of filters × taps; clips are split among programs whose partial sums
-  the caller adds (no atomics: the same sums in the same order every run).
+  the caller adds (no atomics: the same sums in the same order every run). With ``Tiles.save``
+  it reads the saved ``y`` and computes that gradient itself, as ``grad_kernel`` would.
 
 Loads: Triton vectorizes a load, and pipelines it into shared memory (``cp.async``), only where
 it can prove 16-element alignment. A window row of a timbral conv (7 frames per mel row) is not
@@ -89,6 +90,11 @@ class Tiles:
     # positions (Welford) and merges them over frames once, at the end, instead of two reductions
     # over frames at every mel position: one more accumulator per cell for fewer cross-warp steps.
     cell_stats: int = 0
+    # 1: the forward kernel also writes relu(conv), in the input dtype, rows 16-aligned (``syr``), and
+    # the weight gradient kernel computes the conv output's gradient from it: no conv recomputed in
+    # backward, and no gradient kernel, for the memory of one conv output per branch until backward
+    # (musicnn, batch 256, bf16: 3.2 GB for its five branches; fp32: twice that).
+    save: int = 0
 
     def __post_init__(self) -> None:
         dims = {"frames": self.frames, "filters": self.filters, "taps": self.taps,
@@ -101,8 +107,9 @@ class Tiles:
                 raise ValueError(f"Tiles.{name} must be a power of two ≤ 32, got {warps}")
         if self.pack not in (0, 8, 16):
             raise ValueError(f"Tiles.pack must be 0 (off), 8 or 16, got {self.pack}")
-        if self.cell_stats not in (0, 1):
-            raise ValueError(f"Tiles.cell_stats must be 0 or 1, got {self.cell_stats}")
+        for name, flag in (("cell_stats", self.cell_stats), ("save", self.save)):
+            if flag not in (0, 1):
+                raise ValueError(f"Tiles.{name} must be 0 or 1, got {flag}")
         if self.stages < 1 or self.wgrad_splits < 1:
             raise ValueError(f"Tiles.stages and Tiles.wgrad_splits must be ≥ 1, got {self.stages}, {self.wgrad_splits}")
 
@@ -110,16 +117,19 @@ class Tiles:
     def label(self) -> str:
         return (f"t{self.frames}c{self.filters}k{self.taps}w{self.warps}s{self.stages}/"
                 f"wg{self.wgrad_filters}x{self.wgrad_taps}x{self.wgrad_frames}s{self.wgrad_splits}w{self.wgrad_warps}"
-                + (f"/p{self.pack}" if self.pack else "") + ("/cs" if self.cell_stats else ""))
+                + (f"/p{self.pack}" if self.pack else "") + ("/cs" if self.cell_stats else "")
+                + ("/sv" if self.save else ""))
 
     @classmethod
     def parse(cls, label: str) -> Tiles:
         """The inverse of :attr:`label`; a clear error for anything else."""
         match = _TILES_LABEL.fullmatch(label.strip())
         if match is None:
-            raise ValueError(f"tiles {label!r}: expected the form {cls().label!r}")
-        *sizes, pack, cell_stats = match.groups()
-        return cls(*(int(size) for size in sizes), pack=int(pack or 0), cell_stats=int(cell_stats is not None))
+            raise ValueError(f"tiles {label!r}: expected the form {cls().label!r}, then optionally "
+                             "'/p8' (or '/p16'), '/cs', '/sv' in that order")
+        *sizes, pack, cell_stats, save = match.groups()
+        return cls(*(int(size) for size in sizes), pack=int(pack or 0), cell_stats=int(cell_stats is not None),
+                   save=int(save is not None))
 
     def launch_options(self, kernel: str) -> dict[str, int]:
         """Triton's launch options for ``kernel`` (a name in this module)."""
@@ -127,14 +137,16 @@ class Tiles:
         return {"num_warps": warps, "num_stages": self.stages}
 
 
-_TILES_LABEL = re.compile(r"t(\d+)c(\d+)k(\d+)w(\d+)s(\d+)/wg(\d+)x(\d+)x(\d+)s(\d+)w(\d+)(?:/p(\d+))?(/cs)?")
+_TILES_LABEL = re.compile(r"t(\d+)c(\d+)k(\d+)w(\d+)s(\d+)/wg(\d+)x(\d+)x(\d+)s(\d+)w(\d+)(?:/p(\d+))?(/cs)?(/sv)?")
 
-# Not timed on a GPU yet. Chosen so that ptxas (sm_90, `compile_for_gpu`) spills no registers in bf16
-# and next to none in fp32 (TF32), as each program keeps the running extreme, tie count, sum and bias
-# of every cell of its tile: 64×64 tiles with 4 warps spilled 96–1,496 bytes per thread; with 8 warps
-# and 16 taps per step (32 for the weight gradient's 64×32 tiles) bf16 spills nothing and fp32 at
-# most 32 bytes, in the gradient kernel.
-DEFAULT_TILES = Tiles()
+# The fastest choice timed on an H200 (2026-11-26, `lt bench frontend`, musicnn's front-end, batch
+# 256, training clips/s in bf16; README, Performance): packed windows, per-cell statistics, the conv
+# output saved for backward, 32 taps per step; the weight gradient in 64 filters × 128 taps × 32 frames,
+# its batch split 128 ways (2 clips per program at batch 256). 8,540 clips/s, against 3,413 for the
+# first choice (``Tiles()``: 16 taps, recompute, 64 × 32 × 64, 32 splits) in the same run's sweep; in
+# fp32 these choices took 1.6× the first. ptxas (sm_90, `compile_for_gpu`) spills no registers in bf16
+# and at most 64 bytes per thread in fp32 (TF32, the forward kernel of a 128-frame temporal conv).
+DEFAULT_TILES = Tiles(taps=32, wgrad_taps=128, wgrad_frames=32, wgrad_splits=128, pack=8, cell_stats=1, save=1)
 
 # A tile choice for a whole process (a training run, `lt bench`), without a code change: a label
 # such as ``t32c32k16w4s3/wg64x32x64s32w8``. DDP ranks and subprocesses inherit it.
@@ -235,12 +247,16 @@ if triton is not None:
         return _rounded(tl.maximum(acc + bias, 0.0), OUT, ACC, UPCAST)
 
     @triton.jit
-    def forward_kernel(x_ptr, w_ptr, bias_ptr, sign_ptr, value_ptr, ties_ptr, total_ptr, mean_ptr, m2_ptr,
-                       F_OUT, T_OUT, C, K, sxb, sxf, sxt, swc, swk, sbc, sbt,
+    def forward_kernel(x_ptr, w_ptr, bias_ptr, sign_ptr, value_ptr, ties_ptr, total_ptr, mean_ptr, m2_ptr, y_ptr,
+                       F_OUT, T_OUT, C, K, sxb, sxf, sxt, swc, swk, sbc, sbt, syr,
                        KW: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr,
                        ACC: tl.constexpr, OUT: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
-                       PACKED: tl.constexpr, CELL_STATS: tl.constexpr):
-        """One program: clip ``b``, a tile of frames × filters, every mel position (see forward_partials)."""
+                       PACKED: tl.constexpr, CELL_STATS: tl.constexpr, SAVE: tl.constexpr):
+        """One program: clip ``b``, a tile of frames × filters, every mel position (see forward_partials).
+
+        ``SAVE``: also write ``relu(conv)`` to ``y`` ``[B, C, F', T']``, rows ``syr`` (``T'`` rounded up
+        to 16) apart and stored whole, zeros past ``T'`` (as the grad kernel stores its rows).
+        """
         b = tl.program_id(0)
         tile_t = tl.program_id(1)
         t = tile_t * BLOCK_T + tl.arange(0, BLOCK_T)
@@ -263,13 +279,17 @@ if triton is not None:
         for f in range(0, F_OUT):
             y = _conv_relu_row(x_ptr, w_ptr, bias, b, f, t, c, t_ok, c_ok, K, sxb, sxf, sxt, swc, swk,
                                KW, BLOCK_T, BLOCK_C, BLOCK_K, ACC, OUT, PRECISION, UPCAST, PACKED)
+            if SAVE:  # (int64: the saved outputs of a large batch pass 2^31 elements)
+                rows = ((c[None, :].to(tl.int64) + b * C) * F_OUT + f) * syr + t[:, None]
+                tl.store(y_ptr + rows, y.to(OUT), mask=(t < syr)[:, None] & c_ok[None, :])
             v = y * flip[None, :]
             ties = tl.where(v > best, 1, tl.where(v == best, ties + 1, ties))
             best = tl.maximum(best, v)
-            if CELL_STATS:
-                delta = y - total / tl.maximum(zero + f, 1.0)  # from the cell's mean of the rows before
+            if CELL_STATS:  # (one reciprocal per row, not a division per element)
+                before, after = 1.0 / tl.maximum(zero + f, 1.0), 1.0 / (zero + f + 1)
+                delta = y - total * before  # from the cell's mean of the rows before
                 total += y
-                m2_cell += delta * (y - total / (zero + f + 1))
+                m2_cell += delta * (y - total * after)
             else:
                 total += y
                 row_mean = tl.sum(tl.where(t_ok[:, None], y, 0.0), axis=0) / n_row
@@ -330,27 +350,53 @@ if triton is not None:
         tl.store(matched_ptr + cells, matched, mask=valid)
 
     @triton.jit
-    def weight_grad_kernel(x_ptr, grad_ptr, out_ptr, B, N_ROWS, F_START, T_OUT, C, K, sxb, sxf, sxt, sgr,
+    def weight_grad_kernel(x_ptr, grad_ptr, out_ptr, pooled_ptr, k0_ptr, k1_ptr, dz_ptr, sums_ptr,
+                           B, N_ROWS, F_START, T_OUT, C, K, sxb, sxf, sxt, sgr,
                            KW: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr,
-                           ACC: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr, PACKED: tl.constexpr):
-        """One program: filters × taps tile of ``Σ_{b, f, t} grad[b, c, f, t] · x[b, f + i, t + j]`` over its clips."""
+                           ACC: tl.constexpr, OUT: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+                           PACKED: tl.constexpr, FROM_SAVED: tl.constexpr):
+        """One program: filters × taps tile of ``Σ_{b, f, t} grad[b, c, f, t] · x[b, f + i, t + j]`` over its clips.
+
+        ``FROM_SAVED``: ``grad_ptr`` holds the forward's saved ``y = relu(conv)`` (``Tiles.save``), and
+        the gradient is computed from it here, as the grad kernel computes it from its recomputed
+        ``y`` (``pooled``, ``dz`` ``[B, C, T']``, ``k0``, ``k1`` ``[C]``); the programs of the first tile
+        of taps also write its sum over mel positions to ``sums`` ``[B, C, T']`` (the bias map's gradient).
+        """
         c = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
         k = tl.program_id(1) * BLOCK_K + tl.arange(0, BLOCK_K)
         split, n_splits = tl.program_id(2), tl.num_programs(2)
         c_ok, k_ok = c < C, k < K
+        if FROM_SAVED:
+            k0 = tl.load(k0_ptr + c, mask=c_ok, other=0.0).to(ACC)
+            k1 = tl.load(k1_ptr + c, mask=c_ok, other=0.0).to(ACC)
         acc = tl.zeros((BLOCK_C, BLOCK_K), dtype=ACC)
         for b in range(split, B, n_splits):
-            for f in range(0, N_ROWS):
-                for t0 in range(0, T_OUT, BLOCK_T):
-                    t = t0 + tl.arange(0, BLOCK_T)
-                    t_ok = t < T_OUT
-                    # (the gradient's rows are read whole, as the grad kernel stores them: 0 past T')
-                    g = tl.load(grad_ptr + ((b * C + c[:, None]) * N_ROWS + f) * sgr + t[None, :],
+            first_row = (c[:, None].to(tl.int64) + b * C) * N_ROWS  # [C, 1] (int64: see the forward kernel)
+            for t0 in range(0, T_OUT, BLOCK_T):
+                t = t0 + tl.arange(0, BLOCK_T)
+                t_ok = t < T_OUT
+                if FROM_SAVED:  # the same for every mel position: loaded once per frame tile
+                    cells = b * C * T_OUT + c[:, None] * T_OUT + t[None, :]
+                    valid = c_ok[:, None] & t_ok[None, :]
+                    pooled = tl.load(pooled_ptr + cells, mask=valid, other=float("nan")).to(ACC)
+                    dz = tl.load(dz_ptr + cells, mask=valid, other=0.0).to(ACC)
+                    row_sum = tl.zeros((BLOCK_C, BLOCK_T), ACC)
+                for f in range(0, N_ROWS):
+                    # (the rows are read whole, as the grad kernel stores them: 0 past T')
+                    g = tl.load(grad_ptr + (first_row + f) * sgr + t[None, :],
                                 mask=c_ok[:, None] & (t < sgr)[None, :], other=0.0)
+                    if FROM_SAVED:
+                        y = g.to(ACC)
+                        grad = k0[:, None] + y * k1[:, None] + tl.where(y == pooled, dz, 0.0)
+                        grad = _rounded(tl.where(y > 0, grad, 0.0), OUT, ACC, UPCAST)
+                        row_sum += grad
+                        g = grad.to(OUT)
                     a = _windows(x_ptr, b, F_START + f, t, k, t_ok, k_ok, sxb, sxf, sxt, KW, PACKED)
                     if UPCAST:
                         g, a = g.to(ACC), a.to(ACC)
                     acc = tl.dot(g, a, acc, input_precision=PRECISION, out_dtype=ACC)
+                if FROM_SAVED:
+                    tl.store(sums_ptr + cells, row_sum, mask=valid & (tl.program_id(1) == 0))
         tl.store(out_ptr + (split * C + c[:, None]) * K + k[None, :], acc, mask=c_ok[:, None] & k_ok[None, :])
 
 
@@ -383,10 +429,11 @@ def kernel_constants(x: torch.Tensor) -> dict[str, Any]:
 # What each kernel's pointers point to: the input dtype, the accumulator's, or int32.
 _POINTER_DTYPES = {
     "forward_kernel": {"x_ptr": "in", "w_ptr": "in", "bias_ptr": "acc", "sign_ptr": "acc", "value_ptr": "in",
-                       "ties_ptr": "i32", "total_ptr": "acc", "mean_ptr": "acc", "m2_ptr": "acc"},
+                       "ties_ptr": "i32", "total_ptr": "acc", "mean_ptr": "acc", "m2_ptr": "acc", "y_ptr": "in"},
     "grad_kernel": {"x_ptr": "in", "w_ptr": "in", "bias_ptr": "acc", "pooled_ptr": "in", "k0_ptr": "acc",
                     "k1_ptr": "acc", "dz_ptr": "acc", "grad_ptr": "in", "matched_ptr": "i32"},
-    "weight_grad_kernel": {"x_ptr": "in", "grad_ptr": "in", "out_ptr": "acc"},
+    "weight_grad_kernel": {"x_ptr": "in", "grad_ptr": "in", "out_ptr": "acc", "pooled_ptr": "in", "k0_ptr": "acc",
+                           "k1_ptr": "acc", "dz_ptr": "acc", "sums_ptr": "acc"},
 }
 _SHORT_NAMES = {torch.float64: "fp64", torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
@@ -414,14 +461,16 @@ def compile_for_gpu(dtype: torch.dtype, arch: int = 90, kernel_width: int = 7, t
               "PRECISION": precision, "UPCAST": False, "PACKED": packed}
     conv = {**common, "BLOCK_T": tiles.frames, "BLOCK_C": tiles.filters, "BLOCK_K": tiles.taps,
             "OUT": getattr(tl, TRITON_DTYPES[dtype]), "swk": 1}  # (a launch specializes an int 1 so)
-    constants = {"forward_kernel": {**conv, "CELL_STATS": bool(tiles.cell_stats)}, "grad_kernel": conv,
+    constants = {"forward_kernel": {**conv, "CELL_STATS": bool(tiles.cell_stats), "SAVE": bool(tiles.save)},
+                 "grad_kernel": conv,
                  "weight_grad_kernel": {**common, "BLOCK_T": tiles.wgrad_frames, "BLOCK_C": tiles.wgrad_filters,
-                                        "BLOCK_K": tiles.wgrad_taps}}
+                                        "BLOCK_K": tiles.wgrad_taps, "OUT": getattr(tl, TRITON_DTYPES[dtype]),
+                                        "FROM_SAVED": bool(tiles.save)}}
     names = {"in": _SHORT_NAMES[dtype], "acc": _SHORT_NAMES[acc], "i32": "i32"}
     # What a launch learns of its arguments' divisibility by 16: every tensor's address, the conv
-    # output gradient's row stride, and with packed windows their strides and taps
-    # (triton_branch.ALIGNMENT), which is what lets those loads be vectorized and pipelined.
-    divisible = {"sgr"} | ({"sxb", "sxt", "swc", "K"} if packed else set())
+    # output gradient's and the saved conv output's row strides, and with packed windows their strides
+    # and taps (triton_branch.ALIGNMENT), which is what lets those loads be vectorized and pipelined.
+    divisible = {"sgr", "syr"} | ({"sxb", "sxt", "swc", "K"} if packed else set())
     found = {}
     for name, pointers in _POINTER_DTYPES.items():
         kernel = globals()[name]
