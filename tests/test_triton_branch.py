@@ -21,6 +21,7 @@ from test_auto_impls import CustomOps
 from test_fused_branch import assert_same, backward_weighted, branch_state, make_branch, plain
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from lightning_tagging.compiling import compile_callable
@@ -94,6 +95,35 @@ def test_saving_or_recomputing_the_conv_output_computes_the_same_function(path: 
         results = run_both(x, conv, bn, device, steps=2, chunk_elements=chunk_elements, bias_map=bias_map)
     assert_same(results, rtol=1e-9, atol=1e-11)
     assert seen.names == kernels
+
+
+class SaveFlags(TorchDispatchMode):
+    """Records the ``save`` argument of every forward kernel launch (``conv_relu_extremes``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flags: list[bool] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        if func.overloadpacket is torch.ops.lightning_tagging.conv_relu_extremes:
+            self.flags.append(bool(args[-1]))
+        return func(*args, **(kwargs or {}))
+
+
+def test_the_conv_output_is_saved_only_where_a_backward_will_use_it(device: torch.device) -> None:
+    """Training mode with the default tiles (``Tiles.save``): saved when the conv's weight needs a gradient;
+    not when nothing upstream does (a frozen front-end), nor without autograd; nor with tiles that recompute."""
+    conv, bn = make_branch((5, 3), filters=4, dtype=torch.float64)
+    conv, bn = conv.to(device), bn.to(device).train()
+    x = torch.randn(2, 1, 9, 12, dtype=torch.float64, device=device)
+    with SaveFlags() as recorded:
+        fused_conv_relu_bn_max(x, conv.weight, conv.bias, bn, epilogue="triton").sum().backward()
+        fused_conv_relu_bn_max(x, conv.weight.detach(), conv.bias.detach(), bn, epilogue="triton")
+        with torch.no_grad():
+            fused_conv_relu_bn_max(x, conv.weight, conv.bias, bn, epilogue="triton")
+        with triton_kernels.using_tiles(RECOMPUTING):
+            fused_conv_relu_bn_max(x, conv.weight, conv.bias, bn, epilogue="triton").sum().backward()
+    assert recorded.flags == [True, False, False, False]
 
 
 def test_recomputing_the_conv_output_under_bf16_autocast_is_as_accurate_as_plain_bf16(device: torch.device) -> None:

@@ -370,10 +370,10 @@ class _ConvReluBatchNormMax(torch.autograd.Function):
         ctx.autocast = (device_type, torch.is_autocast_enabled(device_type), torch.get_autocast_dtype(device_type))
         sign = gamma.detach().sign()[None, :, None]
         extremes, moments = _Extremes(sign), _Moments()
-        saved_conv = None  # relu(conv) for backward, where Tiles.save asks for it
+        saved_conv = None  # relu(conv) for backward, where Tiles.save asks for it and a backward will run
         if impl == "triton":  # one kernel over all mel positions: no chunks, the conv output is not written
             value, ties, total, mean64, var64, count, saved_conv = triton_branch.forward_partials(
-                *_compute_operands(x, weight), bias, sign.flatten(), save=bool(tiles_in_use().save))
+                *_compute_operands(x, weight), bias, sign.flatten(), save=save)
             extremes.add(value, ties, total)
             moments.add(mean64, var64, count)
         else:
@@ -503,7 +503,6 @@ def _triton_backward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torc
             rows = x[:, :, start:stop + kernel_rows]
             grad_rows = torch.nn.grad.conv2d_input(rows.shape, weight_c.to(acc), grad_conv.to(acc))
             grad_x[:, :, start:stop + kernel_rows] += grad_rows.to(grad_x.dtype)
-
 
 
 def _triton_saved_backward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, saved_conv: torch.Tensor,

@@ -144,7 +144,7 @@ def _kernel_input(x: torch.Tensor, kernel_mels: int, kernel_steps: int, tiles: T
 
 def _extremes_outputs(x: torch.Tensor, weight: torch.Tensor, tiles: Tiles, save: bool) -> tuple[torch.Tensor, ...]:
     """Allocated outputs of the forward kernel: value, ties, total ``[B, C, T']``; means, m2s ``[B, tiles, C]``;
-    and with ``save`` the conv output ``y`` ``[B, C, F', T']`` (rows 16-aligned, as the gradient's), else ``[0]``."""
+    and with ``save`` the conv output ``y`` with padded rows (:func:`_padded_rows`), else an empty ``[0]``."""
     batch, filters, acc = x.shape[0], weight.shape[0], accumulation_dtype(x.dtype)
     n_frames = x.shape[3] - weight.shape[3] + 1
     cells = (batch, filters, n_frames)

@@ -143,8 +143,9 @@ _TILES_LABEL = re.compile(r"t(\d+)c(\d+)k(\d+)w(\d+)s(\d+)/wg(\d+)x(\d+)x(\d+)s(
 # 256, training clips/s in bf16; README, Performance): packed windows, per-cell statistics, the conv
 # output saved for backward, 32 taps per step; the weight gradient in 64 filters × 128 taps × 32 frames,
 # its batch split 128 ways (2 clips per program at batch 256). 8,540 clips/s, against 3,413 for the
-# first choice (``Tiles()``: 16 taps, recompute, 64 × 32 × 64, 32 splits) in the same run's sweep; in
-# fp32 these choices took 1.6× the first. ptxas (sm_90, `compile_for_gpu`) spills no registers in bf16
+# first choice (``Tiles()``: 16 taps, recompute, 64 × 32 × 64, 32 splits) in the same run's sweep (in
+# fp32 the whole model trained at 5,000 clips/s with the neighbour 64 × 64 × 32 weight gradient, and
+# the first choice's front-end at 3,189). ptxas (sm_90, `compile_for_gpu`) spills no registers in bf16
 # and at most 64 bytes per thread in fp32 (TF32, the forward kernel of a 128-frame temporal conv).
 DEFAULT_TILES = Tiles(taps=32, wgrad_taps=128, wgrad_frames=32, wgrad_splits=128, pack=8, cell_stats=1, save=1)
 
