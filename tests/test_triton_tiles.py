@@ -8,7 +8,6 @@ memory and without register spills in bf16.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import subprocess
 import sys
@@ -48,13 +47,15 @@ def _tiles_of_a_process_with(label: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True, text=True, timeout=120)
 
 
-def test_the_environment_chooses_a_processs_tiles_and_a_bad_label_is_a_clear_error() -> None:
-    choice = Tiles(frames=32, filters=32, warps=4)
+def test_the_environment_chooses_a_processs_tiles_and_a_bad_label_is_a_clear_error(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    choice = Tiles(frames=32, filters=32, warps=4, save=1)
     assert choice != DEFAULT_TILES
-    chosen = _tiles_of_a_process_with(choice.label)
+    chosen = _tiles_of_a_process_with(choice.label)  # (read when the module is imported)
     assert chosen.returncode == 0, chosen.stderr
     assert chosen.stdout.strip() == choice.label
-    assert _tiles_of_a_process_with("").stdout.strip() == DEFAULT_TILES.label
+    monkeypatch.setenv(triton_kernels.TILES_VARIABLE, "")
+    assert triton_kernels.tiles_from_environment() == DEFAULT_TILES
     malformed = _tiles_of_a_process_with("t48c64")
     assert malformed.returncode != 0
     assert "LT_TRITON_TILES='t48c64': tiles 't48c64': expected the form" in malformed.stderr
@@ -121,12 +122,11 @@ def test_every_tile_choice_computes_what_the_default_computes(tiles: Tiles, devi
     torch.testing.assert_close(found["value"], (y * flip).amax(dim=2) * flip[..., 0], rtol=1e-12, atol=1e-12)
 
 
-SAVING = Tiles(save=1)
-# (tiles, kernel, dtype): a packed timbral kernel and a temporal one; small tiles, so that the weight
-# gradient walks several tiles of frames (each reloading what it needs of the pooled extremes).
-# And every candidate that saves, on a packed timbral kernel.
+SAVING = Tiles(save=1, wgrad_splits=1)  # (one program per tile walks every clip)
+# (tiles, kernel, dtype): a packed timbral kernel and a temporal one; and every candidate that saves,
+# on a packed timbral kernel (their weight gradients take 32 of the 37 frames at a time, so they walk
+# two tiles of frames, each reloading what it needs of the pooled extremes).
 SAVING_CASES = [(SAVING, (5, 7), torch.float64), (SAVING, (1, 9), torch.float64), (SAVING, (5, 7), torch.bfloat16),
-                (dataclasses.replace(SMALL_TILES, save=1), (1, 9), torch.float64),
                 *((tiles, (5, 7), torch.float64) for tiles in CANDIDATE_TILES if tiles.save and tiles != SAVING)]
 
 

@@ -94,7 +94,9 @@ def auto_branch_impl(x: torch.Tensor, training: bool) -> str:
     algorithms at those shapes.) These rows ran the kernels' first tiles; with the default tiles
     (``triton_kernels.DEFAULT_TILES``) fused_triton trained at 8,143 clips/s at batch 256 in bf16
     (smaller batches not yet timed). Inference stays with the convs: at batch 32 they ran 7,491
-    clips/s in bf16 against fused_triton's 3,880, and within ±15 % of it at larger batches.
+    clips/s in bf16 against fused_triton's 3,880 with the first tiles, and within ±15 % of it at
+    larger batches; with the default tiles fused_triton inferred 19,925 clips/s at batch 256 in bf16
+    (mel_windows 9,536 in an earlier run), so inference may switch too once smaller batches are timed.
 
     Under ``model.compile`` too, the kernels running between the compiled graphs: end to end at
     batch 256 in bf16, 8,062 clips/s, against 2,759 for compiled mel_windows convs (H200).
