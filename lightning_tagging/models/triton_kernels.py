@@ -215,6 +215,15 @@ if triton is not None:
             return v.to(OUT).to(ACC)
 
     @triton.jit
+    def _conv_output_grad(y, at_extreme, dz, k0, k1, OUT: tl.constexpr, ACC: tl.constexpr, EMULATED: tl.constexpr):
+        """The gradient of the conv output where ``relu(conv)`` is ``y``, rounded to ``OUT`` and held as ``ACC``:
+        ``where(y > 0, k0 + k1·y + [at_extreme]·dz, 0)`` (``fused_branch._chunk_grad_of_conv``). The grad
+        kernel and the weight gradient from a saved ``y`` both call it, so both compute the same bits.
+        """
+        grad = k0 + y * k1 + tl.where(at_extreme, dz, 0.0)
+        return _rounded(tl.where(y > 0, grad, 0.0), OUT, ACC, EMULATED)  # ReLU's gate: y > 0 where the conv is
+
+    @triton.jit
     def _windows(x_ptr, b, f, t, k, t_ok, k_ok, sxb, sxf, sxt, KW: tl.constexpr, PACKED: tl.constexpr):
         """The window matrix ``[frames t, taps k]`` of mel position ``f``: ``x[b, f + k // KW, t + k % KW]``.
 
@@ -344,10 +353,9 @@ if triton is not None:
                                KW, BLOCK_T, BLOCK_C, BLOCK_K, ACC, OUT, PRECISION, UPCAST, PACKED)
             at_extreme = y == pooled
             matched += at_extreme.to(tl.int32)
-            grad = k0[None, :] + y * k1[None, :] + tl.where(at_extreme, dz, 0.0)
-            grad = tl.where(y > 0, grad, 0.0)  # ReLU's gate: y > 0 exactly where the conv is
+            grad = _conv_output_grad(y, at_extreme, dz, k0[None, :], k1[None, :], OUT, ACC, UPCAST)
             rows = ((b * C + c[None, :]) * n_rows + (f - F_START)) * sgr + t[:, None]  # [B, C, rows, T']
-            tl.store(grad_ptr + rows, _rounded(grad, OUT, ACC, UPCAST).to(OUT), mask=whole_rows)
+            tl.store(grad_ptr + rows, grad.to(OUT), mask=whole_rows)
         tl.store(matched_ptr + cells, matched, mask=valid)
 
     @triton.jit
@@ -388,8 +396,7 @@ if triton is not None:
                                 mask=c_ok[:, None] & (t < sgr)[None, :], other=0.0)
                     if FROM_SAVED:
                         y = g.to(ACC)
-                        grad = k0[:, None] + y * k1[:, None] + tl.where(y == pooled, dz, 0.0)
-                        grad = _rounded(tl.where(y > 0, grad, 0.0), OUT, ACC, UPCAST)
+                        grad = _conv_output_grad(y, y == pooled, dz, k0[:, None], k1[:, None], OUT, ACC, UPCAST)
                         row_sum += grad
                         g = grad.to(OUT)
                     a = _windows(x_ptr, b, F_START + f, t, k, t_ok, k_ok, sxb, sxf, sxt, KW, PACKED)
