@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# musicnn's Triton kernels on a GPU in one short call (about 5 minutes; every step has a time limit,
+# musicnn's Triton kernels on a GPU in one short call (about 7 minutes on an H200; every step has a time limit,
 # the whole at most 9): device-bench.sh's smaller sibling, for when only the kernels or their
 # choices (triton_kernels.Tiles) changed.
 #

@@ -484,9 +484,7 @@ def _triton_backward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torc
     """As :func:`_torch_backward`, with ``triton_branch``'s kernels: each chunk's conv is recomputed in the
     kernel that writes the conv output's gradient, and the weight gradient gathers its windows from ``x``.
     The spectrogram's gradient, when asked for (``log_learn``), is the library's transposed conv."""
-    device_type, autocast_on, autocast_dtype = ctx.autocast
-    with torch.autocast(device_type, dtype=autocast_dtype, enabled=autocast_on):
-        x_c, weight_c = _compute_operands(x, weight)
+    x_c, weight_c = _forward_operands(ctx, x, weight)
     kernel_rows = weight.shape[2] - 1
     for start, stop in _chunks(x.shape[2] - kernel_rows, ctx.chunk):
         grad_conv, matched_here = triton_branch.grad_of_conv(
@@ -497,12 +495,8 @@ def _triton_backward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torc
             grad_w += triton_branch.weight_grad(x_c, grad_conv, start, weight.shape).to(grad_w.dtype)
         if grad_b is not None:  # the bias map's gradient: summed over clips and mel positions
             grad_b += grad_conv.sum(dim=(0, 2), dtype=_accumulation_dtype(grad_conv)).to(grad_b.dtype)
-        if grad_x is not None:  # in the accumulation dtype: CPUs sum bf16 convs in bf16, and on an H100
-            # cuDNN's one-channel dgrad ran slower in bf16 than in fp32 (README, Performance)
-            acc = _accumulation_dtype(grad_conv)
-            rows = x[:, :, start:stop + kernel_rows]
-            grad_rows = torch.nn.grad.conv2d_input(rows.shape, weight_c.to(acc), grad_conv.to(acc))
-            grad_x[:, :, start:stop + kernel_rows] += grad_rows.to(grad_x.dtype)
+        if grad_x is not None:
+            _add_spectrogram_grad(grad_x, weight_c, grad_conv, start)
 
 
 def _triton_saved_backward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, saved_conv: torch.Tensor,
@@ -513,9 +507,7 @@ def _triton_saved_backward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, save
     one kernel makes the conv output's gradient from it and sums it into the weight gradient and, over
     mel, into the bias map's, without writing it. Only the spectrogram's gradient (``log_learn``)
     needs it written: chunk by chunk, by torch ops."""
-    device_type, autocast_on, autocast_dtype = ctx.autocast
-    with torch.autocast(device_type, dtype=autocast_dtype, enabled=autocast_on):
-        x_c, weight_c = _compute_operands(x, weight)
+    x_c, weight_c = _forward_operands(ctx, x, weight)
     if grad_w is not None or grad_b is not None:
         weight_grad, grad_sums = triton_branch.weight_grad_from_saved(
             x_c, saved_conv, pooled, k0.flatten(), k1.flatten(), scaled_dz_at_extreme.squeeze(2), weight.shape)
@@ -524,11 +516,23 @@ def _triton_saved_backward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, save
         if grad_b is not None:  # the bias map's gradient: summed over clips and mel positions
             grad_b += grad_sums.sum(dim=0).to(grad_b.dtype)
     if grad_x is not None:
-        kernel_rows = weight.shape[2] - 1
-        acc = _accumulation_dtype(saved_conv)
         for start, stop in _chunks(saved_conv.shape[2], ctx.chunk):
             # relu(y) = y: the saved conv output is the function's "conv" argument as it sees it
             grad_conv = _chunk_grad_of_conv(saved_conv[:, :, start:stop], pooled, k0, k1, scaled_dz_at_extreme)
-            rows = x[:, :, start:stop + kernel_rows]
-            grad_rows = torch.nn.grad.conv2d_input(rows.shape, weight_c.to(acc), grad_conv.to(acc))
-            grad_x[:, :, start:stop + kernel_rows] += grad_rows.to(grad_x.dtype)
+            _add_spectrogram_grad(grad_x, weight_c, grad_conv, start)
+
+
+def _forward_operands(ctx: Any, x: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x`` and ``weight`` as the forward's kernels read them: in its autocast dtype, if it had one."""
+    device_type, autocast_on, autocast_dtype = ctx.autocast
+    with torch.autocast(device_type, dtype=autocast_dtype, enabled=autocast_on):
+        return _compute_operands(x, weight)
+
+
+def _add_spectrogram_grad(grad_x: torch.Tensor, weight: torch.Tensor, grad_conv: torch.Tensor, start: int) -> None:
+    """Adds the spectrogram's gradient from the conv output's at mel positions ``start:``, ``grad_conv``
+    ``[B, C, p, T']``: the library's transposed conv, in the accumulation dtype (CPUs sum bf16 convs in
+    bf16, and on an H100 cuDNN's one-channel dgrad ran slower in bf16 than in fp32; README, Performance)."""
+    acc = _accumulation_dtype(grad_conv)
+    rows = grad_x[:, :, start:start + grad_conv.shape[2] + weight.shape[2] - 1]
+    rows += torch.nn.grad.conv2d_input(rows.shape, weight.to(acc), grad_conv.to(acc)).to(grad_x.dtype)
