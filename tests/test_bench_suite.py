@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 import torch
 
 from lightning_tagging.bench.configs import ModelConfig
-from lightning_tagging.bench.suite import SAMPLECNN_BLOCK_IMPLS, Plan, Suite, is_variant, run_command
+from lightning_tagging.bench.suite import QUICK, SAMPLECNN_BLOCK_IMPLS, Plan, Suite, is_variant, run_command
 from lightning_tagging.cli import main
 
 
@@ -39,7 +40,7 @@ EXPECTED_MODEL_ROWS = [
       for impl in ("conv2d", "mel_windows", "no_such_impl") for precision in PRECISIONS),
     # samplecnn's plain fp32 row is its own baseline (SampleCNN.plain_args)
     *(ModelConfig("samplecnn", 2, precision, backbone_args=samplecnn(impl))
-      for impl in SAMPLECNN_BLOCK_IMPLS for precision in PRECISIONS),
+      for impl in QUICK.samplecnn_block_impls for precision in PRECISIONS),
 ]
 # After the fit rows: the rows that vary another setting (the quick plan has no second batch).
 VARIANT_ROWS = [
@@ -49,13 +50,10 @@ VARIANT_ROWS = [
 ]
 COMPILED = ModelConfig("musicnn", 2, "fp32", compile=True, backbone_args=musicnn("conv2d"), compile_backend="eager")
 # Each fit row runs the implementation that was fastest in its model rows (fp32, batch 2).
-# With --ddp-devices 2, musicnn's fit row runs again on two DDP processes (gloo on a CPU).
-# Then both again with model.compile (the quick plan: the compiler's eager backend), in their own processes.
+# Then musicnn again with model.compile (the quick plan: the compiler's eager backend), in its own process.
 EXPECTED_FIT_ROWS = ["musicnn b=2 32-true, 1 workers, conv_impl {fastest}",
                      "samplecnn b=2 32-true, 1 workers, block_impl {fastest_block}",
-                     "musicnn b=2 32-true, 1 workers, model.compile (eager)",
-                     "samplecnn b=2 32-true, 1 workers, model.compile (eager)",
-                     "musicnn b=2 per device 32-true, 1 workers each, × 2 devices"]
+                     "musicnn b=2 32-true, 1 workers, model.compile (eager)"]
 
 
 def run_suite(out: Path, *extra: str) -> tuple[dict[str, Any], str]:
@@ -66,12 +64,12 @@ def run_suite(out: Path, *extra: str) -> tuple[dict[str, Any], str]:
 
 
 def test_quick_suite_measures_every_row_and_records_failures(tmp_path: Path) -> None:
-    suite, text = run_suite(tmp_path, "--ddp-devices", "2")
+    suite, text = run_suite(tmp_path)
     rows = {row["label"]: row for row in suite["rows"]}
     speeds = {impl: rows[ModelConfig("musicnn", 2, "fp32", backbone_args=musicnn(impl)).label]["result"]
               ["train_clips_per_s"] for impl in ("conv2d", "mel_windows")}
     block_speeds = {impl: rows[ModelConfig("samplecnn", 2, "fp32", backbone_args=samplecnn(impl)).label]["result"]
-                    ["train_clips_per_s"] for impl in SAMPLECNN_BLOCK_IMPLS}
+                    ["train_clips_per_s"] for impl in QUICK.samplecnn_block_impls}
     fit_labels = [label.format(fastest=max(speeds, key=speeds.__getitem__),
                                fastest_block=max(block_speeds, key=block_speeds.__getitem__))
                   for label in EXPECTED_FIT_ROWS]
@@ -113,9 +111,6 @@ def test_quick_suite_measures_every_row_and_records_failures(tmp_path: Path) -> 
         assert row["details"]["command"][:3] == ["lt", "bench", "fit"]  # how to reproduce the row
     # The compiled musicnn row runs the faster implementation made of library ops (here: of the two).
     assert rows[fit_labels[2]]["details"]["impl"] == max(speeds, key=speeds.__getitem__)
-    assert rows[fit_labels[3]]["details"]["impl"] == max(block_speeds, key=block_speeds.__getitem__)
-    ddp = rows[fit_labels[-1]]["result"]
-    assert ddp["devices"] == 2 and ddp["rank"] == 0
 
     assert text.startswith("Measured ") and "torch " in text
     for label in expected_labels:
@@ -151,6 +146,19 @@ def test_the_full_plan_runs_the_rows_the_targets_need_first(tmp_path: Path) -> N
     assert fits == [("musicnn", "bf16-mixed", False), ("samplecnn", "bf16-mixed", False),
                     ("musicnn", "bf16-mixed", True), ("samplecnn", "bf16-mixed", True),
                     ("musicnn", "32-true", False), ("samplecnn", "32-true", False)]
+
+
+def test_with_several_devices_one_fit_row_runs_again_on_all_of_them(tmp_path: Path) -> None:
+    """The multi-GPU scaling row: the first fit row's backbone and precision as one `lt bench fit` command
+    on N DDP processes, sharing the workers, after the compiled fits. (That command on two gloo processes:
+    tests/test_bench.py.)"""
+    suite = Suite(tmp_path, replace(QUICK, ddp_devices=2, fit_workers=4), budget_s=0, device=torch.device("cpu"))
+    fits = [row for row in suite.rows if row.kind == "fit"]
+    assert [row.details.get("devices", 1) for row in fits] == [1, 1, 1, 2]
+    assert fits[-1].label == "musicnn b=2 per device 32-true, 2 workers each, × 2 devices"
+    assert fits[-1].details["compile"] is False
+    no_gpu = Suite(tmp_path, QUICK, budget_s=0, device=torch.device("cpu"))  # devices: CUDA's count, here none
+    assert [row.details.get("devices", 1) for row in no_gpu.rows if row.kind == "fit"] == [1, 1, 1]
 
 
 def test_a_command_past_its_time_is_killed_with_its_children(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""`lt bench suite`: every figure of the README's performance table, from one command on one GPU.
+"""`lt bench suite`: every figure of the performance tables (docs/performance.md), from one command on one GPU.
 
     lt bench suite --out runs/bench-suite --scratch /tmp/lt-bench   # sized for one GPU and 16 CPU cores
     lt bench suite --out /tmp/suite --quick                         # tiny models and data: a CPU check
@@ -112,6 +112,7 @@ class Plan:
     fit_backbones: tuple[str, ...] = FIT_BACKBONES
     fit_precisions: tuple[str, ...] = FIT_PRECISIONS
     fit_compile_precisions: tuple[str, ...] = FIT_COMPILE_PRECISIONS
+    fit_compile_backbones: tuple[str, ...] = FIT_BACKBONES  # of the compiled fit rows
     musicnn_args: str = "{}"  # JSON kwargs every musicnn gets, e.g. a width
     steps: int = 10  # timed model steps (median)
     warmup: int = 3
@@ -127,10 +128,12 @@ class Plan:
 
 # Tiny models and data, one step each, and what a CPU does fast: the large-batch rows in fp32
 # (bf16 is emulated on most CPUs, several times slower), one compiled model with the compiler's
-# eager backend (no code generation), fit rows in fp32 (compiled ones with that backend too), and no
-# Triton kernels (a CPU runs them in Triton's interpreter, minutes a step). About a minute on two CPU cores.
+# eager backend (no code generation), fit rows in fp32 (compiled ones with that backend too, musicnn
+# only), two of sampleCNN's block implementations (a choice, and the fastest of it), and no Triton
+# kernels (a CPU runs them in Triton's interpreter, minutes a step). About a minute on two CPU cores.
 QUICK = Plan(batches=(2,), large_batch=2, large_precision="fp32", compile_backbones=("musicnn",),
              conv_impls=tuple(impl for impl in MUSICNN_CONV_IMPLS if impl != "fused_triton"),
+             samplecnn_block_impls=("plain", "nhwc"), fit_compile_backbones=("musicnn",),
              compile_backend="eager", fit_precisions=("32-true",), fit_compile_precisions=("32-true",),
              musicnn_args='{"width": 0.1}', steps=1, warmup=0,
              fit_workers=1, fit_steps=1, fit_warmup=1, patches_per_clip=4, clips=8, clip_seconds=4.0, shard_size=2)
@@ -258,7 +261,7 @@ class Suite:
             for backbone in plan.fit_backbones:
                 self._add_fit(backbone, precision)
             if precision in plan.fit_compile_precisions:
-                for backbone in plan.fit_backbones:
+                for backbone in plan.fit_compile_backbones:
                     self._add_command_fit(backbone, precision, devices=1, compiled=True)
         ddp_devices = plan.ddp_devices if plan.ddp_devices is not None else torch.cuda.device_count()
         if ddp_devices > 1 and plan.fit_backbones and plan.fit_precisions:
