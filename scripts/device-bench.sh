@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one command for a GPU machine that produces the README's performance table (`lt bench suite`).
+# The one command for a GPU machine that produces the performance tables (`lt bench suite`; docs/performance.md).
 #
 # Here first (once): scripts/fetch-device-wheels.sh   # the wheels the GPU image lacks, into .whl/ (~3 MiB)
 # Then the device tool: command "bash scripts/device-bench.sh", carry [".whl"], timeout_s 600

@@ -20,7 +20,7 @@ def main(argv: list[str]) -> int:
         "fit", help="end-to-end training throughput from shards; other arguments go to `lt fit` (e.g. --config)"))
     bench_data.add_arguments(commands.add_parser("data", help="training-stream decode-and-crop throughput"))
     bench_suite.add_arguments(commands.add_parser(
-        "suite", help="model and fit rows for the README's performance table, in one command (one GPU)"))
+        "suite", help="every model and fit row of the performance tables, in one command (one GPU)"))
     bench_estimate.add_arguments(commands.add_parser(
         "estimate", help="FLOPs and peak memory of a training step, from fake tensors (no device needed)"))
     bench_frontend.add_arguments(commands.add_parser(

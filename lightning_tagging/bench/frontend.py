@@ -41,7 +41,7 @@ from lightning_tagging.models.triton_kernels import DEFAULT_TILES, Tiles, using_
 # tail). Each compiles for an H100 (sm_90) within its shared memory, and with next to no register spills
 # in bf16 (tests/test_triton_tiles.py; registers and spills: `python -c "from lightning_tagging.models
 # import triton_kernels as k; print(k.compile_for_gpu(...))"`). How the default was found, front-end
-# training clips/s on an H200 (2026-11-26, bf16, batch 256; README, Performance), from the first choice
+# training clips/s on an H200 (2026-11-26, bf16, batch 256; docs/performance.md), from the first choice
 # (``Tiles()``: 3,413) on:
 # - the conv output saved for backward: 4,058; packed windows: 4,887, and per-cell statistics: 5,202;
 # - all three, the weight gradient in 64 filters × 32 taps × 32 frames: 5,320; 32 taps a step: 5,758;

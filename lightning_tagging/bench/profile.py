@@ -5,7 +5,7 @@ torch.profiler records a few training steps; each operator (``aten::convolution_
 the GPU time of the kernels it launched, on a CPU its own CPU time. Kernels are charged to the
 operator that launched them, so the shares partition the step and add up to at most 1. On an
 H100 this showed cuDNN's input gradient of musicnn's one-channel library convs taking 57 % of a bf16
-step (README, Performance), which no FLOP count predicted.
+step (docs/performance.md), which no FLOP count predicted.
 """
 
 from __future__ import annotations

@@ -532,7 +532,7 @@ def _forward_operands(ctx: Any, x: torch.Tensor, weight: torch.Tensor) -> tuple[
 def _add_spectrogram_grad(grad_x: torch.Tensor, weight: torch.Tensor, grad_conv: torch.Tensor, start: int) -> None:
     """Adds the spectrogram's gradient from the conv output's at mel positions ``start:``, ``grad_conv``
     ``[B, C, p, T']``: the library's transposed conv, in the accumulation dtype (CPUs sum bf16 convs in
-    bf16, and on an H100 cuDNN's one-channel dgrad ran slower in bf16 than in fp32; README, Performance)."""
+    bf16, and on an H100 cuDNN's one-channel dgrad ran slower in bf16 than in fp32; docs/performance.md)."""
     acc = _accumulation_dtype(grad_conv)
     rows = grad_x[:, :, start:start + grad_conv.shape[2] + weight.shape[2] - 1]
     rows += torch.nn.grad.conv2d_input(rows.shape, weight.to(acc), grad_conv.to(acc)).to(grad_x.dtype)

@@ -5,7 +5,7 @@ are learned, and then convolves it in five branches. Autograd reaches γ and β 
 the gradient of the whole normalised spectrogram, so every training step computes that
 gradient for each branch: the "dgrad" of a convolution with one input channel, which cuDNN
 runs badly (57 % of a bf16 training step of musicnn at batch 256 on an H100; `lt bench
-model`, README). With a fixed front-end (every compression but ``log_learn``) nothing else
+model`, docs/performance.md). With a fixed front-end (every compression but ``log_learn``) nothing else
 needs it.
 
 A convolution is linear, so the affine map can move past it. With ``x̂`` the normalised

@@ -38,10 +38,10 @@ BLOCK_IMPLS = ("plain", "pool_first", "nhwc", "pool_first_nhwc", "auto")
 def auto_block_impl(device: torch.device) -> str:
     """What ``block_impl="auto"`` runs on ``device``: ``"nhwc"`` on CUDA GPUs, else ``"plain"``.
 
-    Training clips/s on an H200 (2026-11-26, ``lt bench model``; README, Performance), plain → nhwc:
+    Training clips/s on an H200 (2026-11-26, ``lt bench model``; docs/performance.md), plain → nhwc:
     batch 256 fp32 2,793 → 4,598, bf16-mixed 3,095 → 6,335; batch 16 fp32 1,898 → 2,398, bf16-mixed
     1,476 → 2,248; pool_first and pool_first_nhwc were slower than nhwc in all four. On this
-    project's 2-core CPU, training ran 1.1–2.4× slower in nhwc than plain (README, Performance).
+    project's 2-core CPU, training ran 1.1–2.4× slower in nhwc than plain (docs/performance.md).
     """
     return "nhwc" if device.type == "cuda" else "plain"
 

@@ -4,7 +4,7 @@ sampleCNN's convs are 1-D, on ``[B, C, T]`` tensors whose time steps are adjacen
 (NCL). cuDNN runs a Conv1d as a 2-D conv of ``[B, C, 1, T]``, and its fast bf16 kernels want
 the channels innermost (NHWC): PyTorch transposes each conv's input, output and weight to that
 layout and back, forward and backward. On an H100 these copies took 16 % of a bf16 training step
-(README, "Where the GPU time goes").
+(docs/performance.md, "Where the GPU time went on the H100").
 
 Here the whole network keeps its activations as ``[B, C, 1, T]`` tensors in channels-last memory,
 so nothing is transposed. Every layer takes and gives that layout:

@@ -59,7 +59,7 @@ def single_channel_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
 
 
 def auto_impl(device: torch.device, tall: bool, training: bool) -> str:
-    """The faster implementation where it was measured (``lt bench model``; README, Performance).
+    """The faster implementation where it was measured (``lt bench model``; docs/performance.md).
 
     - CUDA: ``mel_windows`` for every kernel, training and inference. musicnn at batch 256 on an
       H100 (2026-11-26), against library convs: training ×1.41 in fp32 and ×2.18 in bf16-mixed,

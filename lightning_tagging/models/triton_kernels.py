@@ -140,7 +140,7 @@ class Tiles:
 _TILES_LABEL = re.compile(r"t(\d+)c(\d+)k(\d+)w(\d+)s(\d+)/wg(\d+)x(\d+)x(\d+)s(\d+)w(\d+)(?:/p(\d+))?(/cs)?(/sv)?")
 
 # The fastest choice timed on an H200 (2026-11-26, `lt bench frontend`, musicnn's front-end, batch
-# 256, training clips/s in bf16; README, Performance): packed windows, per-cell statistics, the conv
+# 256, training clips/s in bf16; docs/performance.md): packed windows, per-cell statistics, the conv
 # output saved for backward, 32 taps per step; the weight gradient in 64 filters × 128 taps × 32 frames,
 # its batch split 128 ways (2 clips per program at batch 256). 8,540 clips/s, against 3,413 for the
 # first choice (``Tiles()``: 16 taps, recompute, 64 × 32 × 64, 32 splits) in the same run's sweep (in
