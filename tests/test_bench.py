@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from lightning_tagging.bench.fit import format_result
 from lightning_tagging.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,12 +45,23 @@ def test_bench_fit_measures_steps_and_data_waiting(tiny_corpus: Path, capsys: py
     assert code == 0
     result = json_tail(capsys.readouterr().out)
     assert result["steps_timed"] == 3 and result["batch_size"] == 2
+    assert result["compile"] is False and result["compile_mode"] is None
     assert result["train_clips_per_s"] > 0 and 0.0 <= result["data_wait_fraction"] < 1.0
     # Every figure comes from the one timed window.
     assert 0.0 <= result["data_wait_s"] <= result["timed_s"]
     assert result["ms_per_step"] * 3 == pytest.approx(1000 * result["timed_s"])
     assert result["train_clips_per_s"] == pytest.approx(2 * 3 / result["timed_s"])
     assert result["data_wait_fraction"] == pytest.approx(result["data_wait_s"] / result["timed_s"])
+
+
+def test_a_fit_line_names_a_compile_mode_other_than_the_default() -> None:
+    result = {"train_clips_per_s": 10.0, "ms_per_step": 200.0, "data_wait_fraction": 0.01, "batch_size": 2,
+              "num_workers": 1, "precision": "bf16-mixed", "device": "cuda:0", "devices": 1}
+    lines = {mode: format_result({**result, "compile": mode is not None, "compile_mode": mode})
+             for mode in (None, "default", "reduce-overhead")}
+    assert "compiled" not in lines[None]
+    assert "bf16-mixed, compiled, cuda:0" in lines["default"]
+    assert "bf16-mixed, compiled (reduce-overhead), cuda:0" in lines["reduce-overhead"]
 
 
 def test_bench_model_measures_each_backbone_args_variant_against_one_baseline(

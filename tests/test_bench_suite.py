@@ -108,6 +108,7 @@ def test_quick_suite_measures_every_row_and_records_failures(tmp_path: Path) -> 
         assert row["result"]["train_clips_per_s"] > 0 and 0.0 <= row["result"]["data_wait_fraction"] < 1.0
         assert row["result"]["weights_finite"] is True
         assert row["result"]["compile"] == ("model.compile" in label)
+        assert row["result"]["compile_mode"] == ("default" if "model.compile" in label else None)
         assert row["details"]["command"][:3] == ["lt", "bench", "fit"]  # how to reproduce the row
     # The compiled musicnn row runs the faster implementation made of library ops (here: of the two).
     assert rows[fit_labels[2]]["details"]["impl"] == max(speeds, key=speeds.__getitem__)

@@ -100,13 +100,15 @@ def run(cli_args: list[str], steps: int = 20, warmup: int = 3, precision: str = 
         "peak_memory_gib": peak_memory_gib(device),
         "weights_finite": weights_finite,
         "compile": model.compile_mode is not None,
+        "compile_mode": model.compile_mode,  # None: eager
     }
 
 
 def format_result(result: dict[str, Any]) -> str:
     """One line for a :func:`run` result."""
     warning = "" if result.get("weights_finite", True) else "; WEIGHTS NOT FINITE: training diverged"
-    compiled = ", compiled" if result.get("compile") else ""
+    mode = result.get("compile_mode")
+    compiled = "" if not result.get("compile") else ", compiled" + ("" if mode in (None, "default") else f" ({mode})")
     peak = result.get("peak_memory_gib")
     return (f"lt bench fit: {result['train_clips_per_s']:.1f} clips/s, {result['ms_per_step']:.0f} ms/step, "
             f"waiting for data {100 * result['data_wait_fraction']:.1f} % of the time"
