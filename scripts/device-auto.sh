@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# What musicnn's `conv_impl="auto"` should pick on this GPU, in one short call (about 5 minutes on an
-# H200; every step has a time limit): the measurements behind its batch thresholds, rerun with the
-# kernels' current tiles (LT_TRITON_TILES, or triton_kernels.DEFAULT_TILES).
+# What musicnn's `conv_impl="auto"` should pick on this GPU, in one call of at most TOTAL_S seconds
+# (default 560, inside the device tool's 10 minutes; every step has its own time limit, and the fits
+# get what is left): the measurements behind its batch thresholds, rerun with the kernels' current
+# tiles (LT_TRITON_TILES, or triton_kernels.DEFAULT_TILES). Not yet run on a GPU (written 2026-11-27).
 #
 # Here first (once): scripts/fetch-device-wheels.sh   # the wheels the GPU image lacks, into .whl/ (~3 MiB)
 # Then the device tool: command "bash scripts/device-auto.sh", carry [".whl"], timeout_s 420.
@@ -20,6 +21,7 @@ IMPLS=${IMPLS:-mel_windows fused_triton}
 WIDTH=${WIDTH:-1.0}
 DEVICE=${DEVICE:-cuda}
 FIT=${FIT:-1}
+TOTAL_S=${TOTAL_S:-560}
 
 if [ "$DEVICE" = cuda ]; then
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
@@ -50,7 +52,9 @@ from pathlib import Path
 from lightning_tagging.bench.suite import Plan, build_corpus
 build_corpus(Path('/tmp/lt-auto'), Plan())" 2>&1 | tail -3 | tee "$OUT/auto/graphs.txt"
 for mode in default reduce-overhead; do
-    timeout --kill-after=5 150 "${LT[@]}" bench fit --precision bf16-mixed --steps 20 --warmup 16 \
+    LEFT_S=$((TOTAL_S - SECONDS - 10))
+    if [ "$LEFT_S" -lt 60 ]; then echo "compile mode $mode: skipped, ${LEFT_S} s left" | tee -a "$OUT/auto/graphs.txt"; continue; fi
+    timeout --kill-after=5 $((LEFT_S < 150 ? LEFT_S : 150)) "${LT[@]}" bench fit --precision bf16-mixed --steps 20 --warmup 16 \
         --seed_everything 0 --model.compile true --model.compile_mode "$mode" \
         --model.frontend lightning_tagging.frontends.LogMel --model.backbone lightning_tagging.models.Musicnn \
         --data.root /tmp/lt-auto/corpus --data.batch_size 256 --data.num_workers 15 --data.patches_per_clip 16 \
